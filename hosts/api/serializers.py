@@ -1,0 +1,36 @@
+from rest_framework import serializers
+
+from hosts.models import Host
+from hosts.services import HostInput
+
+
+class HostSerializer(serializers.ModelSerializer):
+    is_simulated = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Host
+        fields = [
+            "id", "name", "uri", "ssh_key_path", "tls_pki_path", "enabled", "state", "last_error", "last_seen",
+            "libvirt_version", "hypervisor", "hypervisor_version", "capabilities", "is_simulated", "created",
+        ]
+        read_only_fields = [
+            "id", "state", "last_error", "last_seen", "libvirt_version", "hypervisor", "hypervisor_version",
+            "capabilities", "is_simulated", "created",
+        ]
+
+
+class HostWrite(serializers.Serializer):
+    """Parses a create or update; hosts.services.host_check decides what is valid."""
+
+    name = serializers.CharField(max_length=64)
+    uri = serializers.CharField(max_length=512)
+    ssh_key_path = serializers.CharField(max_length=512, required=False, allow_blank=True, default="")
+    tls_pki_path = serializers.CharField(max_length=512, required=False, allow_blank=True, default="")
+    enabled = serializers.BooleanField(required=False, default=True)
+
+    def to_input(self) -> HostInput:
+        return HostInput(**self.validated_data)
+
+
+class HostDelete(serializers.Serializer):
+    confirm_name = serializers.CharField(help_text="The host's name, to confirm.")

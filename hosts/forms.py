@@ -1,0 +1,28 @@
+from django import forms
+
+from hosts.services import HostInput
+
+
+class HostForm(forms.Form):
+    """Parses the form; hosts.services.host_check decides what is valid."""
+
+    name = forms.CharField(max_length=64, help_text="A short name, e.g. kvm1.")
+    uri = forms.CharField(
+        label="libvirt URI",
+        max_length=512,
+        help_text="qemu:///system for this machine, qemu+ssh://user@host/system or qemu+tls://host/system.",
+    )
+    ssh_key_path = forms.CharField(
+        label="SSH key file", max_length=512, required=False, help_text="For qemu+ssh: a private key path on the worker."
+    )
+    tls_pki_path = forms.CharField(
+        label="TLS PKI directory",
+        max_length=512,
+        required=False,
+        help_text="For qemu+tls: a directory with cacert.pem, clientcert.pem and clientkey.pem.",
+    )
+    enabled = forms.BooleanField(required=False, initial=True, help_text="Disabled hosts are never contacted.")
+
+    def to_input(self) -> HostInput:
+        data = self.cleaned_data
+        return HostInput(data["name"], data["uri"], data["ssh_key_path"], data["tls_pki_path"], data["enabled"])

@@ -1,0 +1,35 @@
+"""The WebSocket payload for a host, and the groups that may see it."""
+
+from typing import Any
+
+from hosts.models import Host
+from kvmweb.realtime import groups
+from kvmweb.realtime.publish import publish
+from kvmweb.targets import Target
+
+
+def host_payload(host: Host) -> dict[str, Any]:
+    caps = host.capabilities
+    return {
+        "id": host.pk,
+        "name": host.name,
+        "state": host.state,
+        "state_label": host.get_state_display(),
+        "last_seen": host.last_seen.isoformat() if host.last_seen else None,
+        "last_error": host.last_error,
+        "libvirt_version": host.libvirt_version,
+        "hypervisor": host.hypervisor,
+        "hypervisor_version": host.hypervisor_version,
+        "virt_types": caps.get("virt_types") or [],
+        "cpus": caps.get("cpus"),
+        "memory_kib": caps.get("memory_kib"),
+    }
+
+
+def host_publish(host: Host | None, *, deleted: Target | None = None) -> None:
+    if deleted is not None:
+        message = {"type": "host.deleted", "host": {"id": int(deleted.id), "name": deleted.label}}
+        publish([groups.ADMINS, groups.host_group(deleted.id)], message)
+        return
+    assert host is not None
+    publish([groups.ADMINS, groups.host_group(host.pk)], {"type": "host.state", "host": host_payload(host)})

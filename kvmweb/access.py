@@ -1,0 +1,102 @@
+"""The one access-check chokepoint: every view, API endpoint and consumer asks here.
+
+Objects a user may not see are reported as missing (404), so their existence doesn't leak;
+objects they may see but not change are refused (403).
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+
+from kvmweb.errors import Forbidden, NotVisible
+from kvmweb.realtime import groups
+
+if TYPE_CHECKING:
+    from hosts.models import Host
+    from kvmweb.actors import Actor
+    from kvmweb.targets import Target
+    from kvmweb.audit.models import AuditEvent
+    from kvmweb.operations.models import Operation
+
+User = AbstractBaseUser | AnonymousUser
+
+# Actions only administrators may take, whatever the object.
+ADMIN_ACTIONS = frozenset(
+    {"host.add", "host.change", "host.delete", "host.refresh", "audit.view"}
+)
+
+
+def is_admin(user: User) -> bool:
+    return bool(user.is_authenticated and (getattr(user, "is_staff", False) or getattr(user, "is_superuser", False)))
+
+
+def visible_hosts(user: User) -> "QuerySet[Host]":
+    from hosts.models import Host
+
+    if is_admin(user):
+        return Host.objects.all()
+    if not user.is_authenticated:
+        return Host.objects.none()
+    return Host.objects.filter(members=user)
+
+
+def visible_operations(user: User) -> "QuerySet[Operation]":
+    from kvmweb.operations.models import Operation
+
+    if is_admin(user):
+        return Operation.objects.all()
+    if not user.is_authenticated:
+        return Operation.objects.none()
+    return Operation.objects.filter(requested_by=user)
+
+
+def visible_audit_events(user: User) -> "QuerySet[AuditEvent]":
+    from kvmweb.audit.models import AuditEvent
+
+    require(user, "audit.view")
+    return AuditEvent.objects.all()
+
+
+def can_see(user: User, obj: Any) -> bool:
+    from hosts.models import Host
+    from kvmweb.operations.models import Operation
+
+    if isinstance(obj, Host):
+        return visible_hosts(user).filter(pk=obj.pk).exists()
+    if isinstance(obj, Operation):
+        return visible_operations(user).filter(pk=obj.pk).exists()
+    raise TypeError(f"no visibility rule for {type(obj).__name__}")
+
+
+def require(user: User, action: str, obj: Any = None) -> None:
+    """Raise NotVisible or Forbidden unless `user` may take `action` (on `obj`)."""
+    if not user.is_authenticated:
+        raise Forbidden("Log in first.")
+    if obj is not None and not can_see(user, obj):
+        raise NotVisible("Not found.")
+    if action in ADMIN_ACTIONS and not is_admin(user):
+        raise Forbidden("Only administrators can do that.")
+
+
+def event_groups(user: User) -> list[str]:
+    """The realtime groups a user's WebSocket joins: only what they may see."""
+    if not user.is_authenticated:
+        return []
+    if is_admin(user):
+        return [groups.ADMINS]
+    host_ids = visible_hosts(user).values_list("pk", flat=True)
+    return [groups.user_group(user.pk), *(groups.host_group(pk) for pk in host_ids)]
+
+
+def authorize(actor: "Actor", action: str, obj: Any = None, *, target: "Target | None" = None) -> None:
+    """`require` for a state change: a refusal is also written to the audit log."""
+    from kvmweb.audit.models import AuditEvent
+    from kvmweb.audit.services import audit_record
+
+    user = actor.user if actor.user is not None else AnonymousUser()
+    try:
+        require(user, action, obj)
+    except (Forbidden, NotVisible) as exc:
+        audit_record(actor=actor, action=action, target=target, outcome=AuditEvent.Outcome.DENIED, message=exc.message)
+        raise

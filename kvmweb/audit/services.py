@@ -1,0 +1,34 @@
+from kvmweb.actors import Actor
+from kvmweb.audit.models import AuditEvent
+from kvmweb.targets import Target
+
+
+def audit_record(
+    *,
+    actor: Actor,
+    action: str,
+    target: Target | None,
+    outcome: str,
+    message: str = "",
+    operation_id: int | None = None,
+) -> AuditEvent:
+    user = actor.user if actor.user is not None and actor.user.is_authenticated else None
+    return AuditEvent.objects.create(
+        actor=user,
+        actor_name=actor.name,
+        ip=actor.ip,
+        action=action,
+        target_type=target.type if target else "",
+        target_id=target.id if target else "",
+        target_label=target.label if target else "",
+        outcome=outcome,
+        message=message[:2000],
+        operation_id=operation_id,
+    )
+
+
+def audit_close_for_operation(*, operation_id: int, outcome: str, message: str) -> None:
+    """An accepted request's event takes the outcome of the operation it started."""
+    AuditEvent.objects.filter(operation_id=operation_id, outcome=AuditEvent.Outcome.ACCEPTED).update(
+        outcome=outcome, message=message[:2000]
+    )

@@ -1,0 +1,46 @@
+"""The kinds of operation a worker knows how to run, registered by the apps that own them."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Handler = Callable[..., dict[str, Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class OperationKind:
+    name: str
+    label: str
+    handler: Handler
+    deadline_seconds: int
+    # Transient failures (host unreachable) are retried with backoff only where waiting can help.
+    retry_transient: bool
+
+
+_KINDS: dict[str, OperationKind] = {}
+
+
+def operation_kind(
+    name: str, *, label: str, deadline_seconds: int = 900, retry_transient: bool = True
+) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        _KINDS[name] = OperationKind(name, label, handler, deadline_seconds, retry_transient)
+        return handler
+
+    return register
+
+
+def get_kind(name: str) -> OperationKind:
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise LookupError(f"No operation kind {name!r} is registered") from None
+
+
+def label_for(name: str) -> str:
+    kind = _KINDS.get(name)
+    return kind.label if kind else name
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    return sorted(((k.name, k.label) for k in _KINDS.values()), key=lambda pair: pair[1])

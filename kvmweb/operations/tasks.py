@@ -1,0 +1,23 @@
+"""Celery interface to operations: tasks receive ids, fetch rows again and call services."""
+
+from celery import shared_task
+from celery.app.task import Task
+
+from kvmweb.operations.runner import RetryLater, run_claimed
+from kvmweb.operations.services import operation_claim, operations_reap
+
+
+@shared_task(name="operations.run", bind=True, max_retries=None)
+def run_operation(self: Task, op_id: int) -> None:
+    op = operation_claim(op_id)
+    if op is None:
+        return
+    try:
+        run_claimed(op)
+    except RetryLater as retry:
+        raise self.retry(countdown=retry.countdown) from None
+
+
+@shared_task(name="operations.reap")
+def reap_operations() -> int:
+    return operations_reap()

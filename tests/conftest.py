@@ -1,0 +1,14 @@
+"""Shared test set-up: the rule that a skipped layer is a failure."""
+
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    """The suite must prove every layer: a test that skips (a missing service, a missing browser) fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"Skipped, which counts as a failure here: {reason}"

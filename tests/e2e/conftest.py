@@ -1,0 +1,68 @@
+"""The whole stack as `make run` starts it (nginx, gunicorn, daphne, a worker), on the test database."""
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from tests.stack import ROOT, free_port, process_env, running
+
+SHOTS = ROOT / "test-results" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback only)
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def live_stack(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+    var = tmp_path_factory.mktemp("var")
+    port = free_port()
+    with django_db_blocker.unblock():
+        env = process_env(KVMWEB_VAR_DIR=str(var), PORT=str(port))
+    python = sys.executable
+    subprocess.run([python, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    conf = var / "run" / "nginx.conf"
+    subprocess.run(
+        [python, "scripts/nginx_conf.py", "--var-dir", str(var), "--listen", f"127.0.0.1:{port}", "--out", str(conf)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    log = var / "honcho.log"
+    args = ["honcho", "-f", str(ROOT / "Procfile"), "start", "proxy", "web", "ws", "worker"]
+    with running(args, env=env, log=log, ready=lambda: _answers(f"{base}/login/"), what="the stack", timeout=90):
+        yield {"base": base, "log": log}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:  # type: ignore[misc]
+    executable = os.environ.get("KVMWEB_CHROMIUM", "/usr/bin/chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

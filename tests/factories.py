@@ -1,0 +1,24 @@
+"""Personas and objects for tests. ada administers; alice is a member of her host; bob sees nothing."""
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from hosts.models import Host
+
+PASSWORD = "correct-horse-battery"
+
+
+def make_user(username: str, *, admin: bool = False) -> Any:
+    User = get_user_model()
+    if admin:
+        return User.objects.create_superuser(username=username, email="", password=PASSWORD)
+    return User.objects.create_user(username=username, email="", password=PASSWORD)
+
+
+def make_host(name: str = "lab", *, uri: str = "test:///default", members: tuple[Any, ...] = (), **fields: Any) -> Host:
+    defaults: dict[str, Any] = {"state": Host.State.CONNECTED, "last_seen": timezone.now()}
+    host = Host.objects.create(name=name, uri=uri, **{**defaults, **fields})
+    host.members.set(members)
+    return host
