@@ -13,7 +13,10 @@ class HostForm(forms.Form):
         help_text="qemu:///system for this machine, qemu+ssh://user@host/system or qemu+tls://host/system.",
     )
     ssh_key_path = forms.CharField(
-        label="SSH key file", max_length=512, required=False, help_text="For qemu+ssh: a private key path on the worker."
+        label="SSH key file",
+        max_length=512,
+        required=False,
+        help_text="For qemu+ssh: a private key path on the worker.",
     )
     tls_pki_path = forms.CharField(
         label="TLS PKI directory",

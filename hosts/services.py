@@ -31,11 +31,11 @@ class HostInput:
 
 def host_check(data: HostInput, *, instance: Host | None = None) -> HostInput:
     """Validate everything before anything is written; errors are keyed by field."""
-    errors: dict[str, str] = {}
+    errors: dict[str, object] = {}
     name = data.name.strip()
     if not NAME_RE.match(name):
         errors["name"] = "Use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."
-    elif Host.objects.filter(name__iexact=name).exclude(pk=instance.pk if instance else None).exists():
+    elif Host.objects.filter(name__iexact=name).exclude(pk=instance.pk if instance else -1).exists():
         errors["name"] = f"A host named {name!r} already exists."
     uri = data.uri.strip()
     try:

@@ -112,4 +112,3 @@ def _form_errors(form: HostForm, exc: Invalid) -> None:
         form.add_error(field if field in form.fields else None, str(message))
     if not exc.details:
         form.add_error(None, exc.message)
-

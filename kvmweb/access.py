@@ -15,16 +15,14 @@ from kvmweb.realtime import groups
 if TYPE_CHECKING:
     from hosts.models import Host
     from kvmweb.actors import Actor
-    from kvmweb.targets import Target
     from kvmweb.audit.models import AuditEvent
     from kvmweb.operations.models import Operation
+    from kvmweb.targets import Target
 
 User = AbstractBaseUser | AnonymousUser
 
 # Actions only administrators may take, whatever the object.
-ADMIN_ACTIONS = frozenset(
-    {"host.add", "host.change", "host.delete", "host.refresh", "audit.view"}
-)
+ADMIN_ACTIONS = frozenset({"host.add", "host.change", "host.delete", "host.refresh", "audit.view"})
 
 
 def is_admin(user: User) -> bool:
@@ -38,7 +36,7 @@ def visible_hosts(user: User) -> "QuerySet[Host]":
         return Host.objects.all()
     if not user.is_authenticated:
         return Host.objects.none()
-    return Host.objects.filter(members=user)
+    return Host.objects.filter(members__pk=user.pk)
 
 
 def visible_operations(user: User) -> "QuerySet[Operation]":
@@ -48,7 +46,7 @@ def visible_operations(user: User) -> "QuerySet[Operation]":
         return Operation.objects.all()
     if not user.is_authenticated:
         return Operation.objects.none()
-    return Operation.objects.filter(requested_by=user)
+    return Operation.objects.filter(requested_by_id=user.pk)
 
 
 def visible_audit_events(user: User) -> "QuerySet[AuditEvent]":

@@ -5,10 +5,8 @@ from ipaddress import ip_address, ip_network
 from typing import Any
 
 from django.conf import settings
-
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest
-
 
 
 @dataclass(frozen=True, slots=True)

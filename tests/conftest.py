@@ -2,6 +2,9 @@
 
 import pytest
 
+# The real lab (libvirtd in its own network namespace, a tiny guest) for integration and end-to-end tests.
+pytest_plugins = ["tests.lab.fixtures"]
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]

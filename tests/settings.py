@@ -5,4 +5,4 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret")
 os.environ.setdefault("DEBUG", "0")
 
-from kvmweb.settings import *  # noqa: E402,F403
+from kvmweb.settings import *  # noqa: F403

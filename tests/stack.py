@@ -53,7 +53,9 @@ def port_open(port: int) -> bool:
 
 
 @contextmanager
-def running(args: list[str], *, env: dict[str, str], log: Path, ready, what: str, timeout: float = 60) -> Iterator[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
+def running(
+    args: list[str], *, env: dict[str, str], log: Path, ready, what: str, timeout: float = 60
+) -> Iterator[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
     """Run a process group until the block ends; fail with its log if it never gets ready."""
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

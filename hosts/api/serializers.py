@@ -10,12 +10,33 @@ class HostSerializer(serializers.ModelSerializer):
     class Meta:
         model = Host
         fields = [
-            "id", "name", "uri", "ssh_key_path", "tls_pki_path", "enabled", "state", "last_error", "last_seen",
-            "libvirt_version", "hypervisor", "hypervisor_version", "capabilities", "is_simulated", "created",
+            "id",
+            "name",
+            "uri",
+            "ssh_key_path",
+            "tls_pki_path",
+            "enabled",
+            "state",
+            "last_error",
+            "last_seen",
+            "libvirt_version",
+            "hypervisor",
+            "hypervisor_version",
+            "capabilities",
+            "is_simulated",
+            "created",
         ]
         read_only_fields = [
-            "id", "state", "last_error", "last_seen", "libvirt_version", "hypervisor", "hypervisor_version",
-            "capabilities", "is_simulated", "created",
+            "id",
+            "state",
+            "last_error",
+            "last_seen",
+            "libvirt_version",
+            "hypervisor",
+            "hypervisor_version",
+            "capabilities",
+            "is_simulated",
+            "created",
         ]
 
 

@@ -34,13 +34,18 @@ def obtain_token(request: Request) -> Response:
     actor = actor_from_request(request._request)
     if user is None or not user.is_active:
         audit_record(
-            actor=actor, action="auth.token", target=None, outcome=AuditEvent.Outcome.DENIED,
+            actor=actor,
+            action="auth.token",
+            target=None,
+            outcome=AuditEvent.Outcome.DENIED,
             message=f"Bad credentials for {body.validated_data['username']!r}",
         )
         raise serializers.ValidationError({"non_field_errors": ["Unable to log in with these credentials."]})
     token, _ = Token.objects.get_or_create(user=user)
     audit_record(
-        actor=Actor(user=user, ip=actor.ip), action="auth.token", target=None,
+        actor=Actor(user=user, ip=actor.ip),
+        action="auth.token",
+        target=None,
         outcome=AuditEvent.Outcome.SUCCEEDED,
     )
     return Response({"token": token.key})

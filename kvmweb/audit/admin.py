@@ -11,11 +11,11 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_filter = ("outcome", "action", "target_type")
     search_fields = ("actor_name", "target_label", "message")
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request):
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request, obj=None):
         return False

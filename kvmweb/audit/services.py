@@ -14,7 +14,7 @@ def audit_record(
 ) -> AuditEvent:
     user = actor.user if actor.user is not None and actor.user.is_authenticated else None
     return AuditEvent.objects.create(
-        actor=user,
+        actor_id=user.pk if user else None,
         actor_name=actor.name,
         ip=actor.ip,
         action=action,

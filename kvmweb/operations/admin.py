@@ -11,8 +11,8 @@ class OperationAdmin(admin.ModelAdmin):
     list_filter = ("status", "kind")
     search_fields = ("target_label", "kind")
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request):
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None):
         return False

@@ -18,8 +18,18 @@ class OperationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Operation
         fields = [
-            "id", "kind", "target", "status", "progress", "message", "error", "error_detail",
-            "requested_by", "created", "started", "finished",
+            "id",
+            "kind",
+            "target",
+            "status",
+            "progress",
+            "message",
+            "error",
+            "error_detail",
+            "requested_by",
+            "created",
+            "started",
+            "finished",
         ]
         read_only_fields = fields
 

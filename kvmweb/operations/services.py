@@ -51,12 +51,14 @@ def operation_start(
                 target_type=target.type,
                 target_id=target.id,
                 target_label=target.label,
-                requested_by=user,
+                requested_by_id=user.pk if user else None,
                 params=params or {},
                 queue=queue,
                 deadline=timezone.now() + timedelta(seconds=spec.deadline_seconds),
             )
-            audit_record(actor=actor, action=kind, target=target, outcome=AuditEvent.Outcome.ACCEPTED, operation_id=op.pk)
+            audit_record(
+                actor=actor, action=kind, target=target, outcome=AuditEvent.Outcome.ACCEPTED, operation_id=op.pk
+            )
             operation_publish(op)
             transaction.on_commit(lambda: _enqueue(op.pk, queue))
     except IntegrityError:

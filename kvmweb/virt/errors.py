@@ -6,7 +6,6 @@ for logs.
 """
 
 # The class names are the project's vocabulary (see ARCHITECTURE.md), so no "Error" suffix.
-# ruff: noqa: N818
 
 from __future__ import annotations
 

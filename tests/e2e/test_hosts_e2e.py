@@ -29,7 +29,7 @@ def test_admin_adds_a_host_and_sees_it_connect_live(live_stack, transactional_db
     page.goto(f"{base}/hosts/add/")
     page.fill("#id_name", "lab")
     page.fill("#id_uri", libvirt_host)
-    page.click("form [type=submit]")
+    page.get_by_role("button", name="Add host").click()
     expect(page).to_have_url(re.compile(rf"{base}/hosts/\d+/$"))
     # A marker that a reload would wipe: the state must change in place.
     page.evaluate("window.__noReload = true")

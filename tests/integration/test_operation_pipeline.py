@@ -57,9 +57,9 @@ def test_refresh_runs_on_a_worker_and_streams_to_the_browser(stack, transactiona
     url = f"ws://127.0.0.1:{stack['port']}/ws/events/?token={token}"
 
     def done(message: dict, seen: list[dict]) -> bool:
-        return any(m["type"] == "operation" and m["operation"]["status"] in ("succeeded", "failed") for m in seen) and any(
-            m["type"] == "host.state" and m["host"]["state"] == "connected" for m in seen
-        )
+        return any(
+            m["type"] == "operation" and m["operation"]["status"] in ("succeeded", "failed") for m in seen
+        ) and any(m["type"] == "host.state" and m["host"]["state"] == "connected" for m in seen)
 
     async def scenario() -> list[dict]:
         subscribed = asyncio.Event()
@@ -93,9 +93,7 @@ def test_unreachable_host_fails_the_operation_and_says_why(stack, transactional_
         content_type="application/json",
     )
     op_id = response.json()["operation"]["id"]
-    wait_until(
-        lambda: Operation.objects.get(pk=op_id).status == "failed", timeout=30, what="the failed operation"
-    )
+    wait_until(lambda: Operation.objects.get(pk=op_id).status == "failed", timeout=30, what="the failed operation")
     host = Host.objects.get(name="ghost")
     assert host.state == "unreachable" and host.last_error
     assert Operation.objects.get(pk=op_id).error == host.last_error

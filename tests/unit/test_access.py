@@ -44,8 +44,13 @@ def world(ada, alice, bob, host, monkeypatch):  # type: ignore[no-untyped-def]
 
     monkeypatch.setattr(services, "_enqueue", lambda op_id, queue: None)
     op = Operation.objects.create(
-        kind="host.refresh", target_type="host", target_id=str(host.pk), target_label=host.name,
-        requested_by=alice, status="succeeded", deadline="2030-01-01T00:00:00Z",
+        kind="host.refresh",
+        target_type="host",
+        target_id=str(host.pk),
+        target_label=host.name,
+        requested_by=alice,
+        status="succeeded",
+        deadline="2030-01-01T00:00:00Z",
     )
     return {"ada": ada, "alice": alice, "bob": bob, "anon": None, "host": host, "op": op}
 

@@ -105,7 +105,9 @@ def test_disabling_a_host_marks_it_disabled_and_queues_nothing(api, host):  # ty
 
 
 def test_changing_the_uri_queues_a_reconnect(api, host):  # type: ignore[no-untyped-def]
-    response = api.patch(f"/api/v1/hosts/{host.pk}/", {"uri": "qemu+tls://kvm9/system"}, content_type="application/json")
+    response = api.patch(
+        f"/api/v1/hosts/{host.pk}/", {"uri": "qemu+tls://kvm9/system"}, content_type="application/json"
+    )
     assert response.json()["operation"]["kind"] == "host.refresh"
 
 
@@ -116,7 +118,9 @@ def test_secrets_are_never_serialized(api, host):  # type: ignore[no-untyped-def
 
 def test_token_endpoint_issues_a_token_for_good_credentials_only(ada):  # type: ignore[no-untyped-def]
     client = Client()
-    good = client.post("/api/v1/auth/token/", {"username": "ada", "password": PASSWORD}, content_type="application/json")
+    good = client.post(
+        "/api/v1/auth/token/", {"username": "ada", "password": PASSWORD}, content_type="application/json"
+    )
     assert good.status_code == 200 and good.json() == {"token": Token.objects.get(user=ada).key}
     bad = client.post("/api/v1/auth/token/", {"username": "ada", "password": "nope"}, content_type="application/json")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid"

@@ -1,5 +1,6 @@
 """Operations: create and queue on commit, claim once, refuse conflicts, record outcomes, reap the stale."""
 
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -98,7 +99,9 @@ def test_success_records_result_progress_log_and_audit_outcome(actor, queued):  
 
 
 def test_permanent_libvirt_error_fails_with_plain_message_and_raw_detail(actor, queued):  # type: ignore[no-untyped-def]
-    BEHAVIOUR["outcome"] = virt.InvalidOperation("Cannot start: the VM is already running.", raw="Requested operation is not valid: domain is already running")
+    BEHAVIOUR["outcome"] = virt.InvalidOperation(
+        "Cannot start: the VM is already running.", raw="Requested operation is not valid: domain is already running"
+    )
     op = services.operation_claim(start(actor).pk)
     run_claimed(op)  # type: ignore[arg-type]
     op.refresh_from_db()  # type: ignore[union-attr]
@@ -118,10 +121,8 @@ def test_transient_error_goes_back_to_pending_for_a_bounded_retry(actor, queued)
     assert op.status == "pending" and "Retrying" in op.message  # type: ignore[union-attr]
     for _ in range(2):
         op = services.operation_claim(op.pk)  # type: ignore[union-attr]
-        try:
+        with contextlib.suppress(RetryLater):
             run_claimed(op)  # type: ignore[arg-type]
-        except RetryLater:
-            pass
     op.refresh_from_db()  # type: ignore[union-attr]
     assert (op.status, op.attempts) == ("failed", 3)  # type: ignore[union-attr]
 
