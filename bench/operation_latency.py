@@ -12,7 +12,6 @@ see the latest closing note; numbers are printed, never asserted.
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -56,7 +55,7 @@ def wait_for(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
