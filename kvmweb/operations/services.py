@@ -139,6 +139,7 @@ def operation_finish(
     if status == Operation.Status.SUCCEEDED:
         op.progress = 100
     closing = error or ("Done" if status == Operation.Status.SUCCEEDED else status)
+    op.message = closing[:255]
     op.log = [*op.log, {"at": op.finished.isoformat(), "message": closing}][-LOG_LIMIT:]
     with transaction.atomic():
         updated = Operation.objects.filter(pk=op.pk, status=Operation.Status.RUNNING).update(
@@ -148,6 +149,7 @@ def operation_finish(
             error_detail=error_detail,
             result=op.result,
             progress=op.progress,
+            message=op.message,
             log=op.log,
         )
         if not updated:

@@ -17,6 +17,9 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
+            # Accept first: a refused handshake reaches the browser as a bare 1006, and the page
+            # could not tell "signed out" from "server down".
+            await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.joined: list[str] = await database_sync_to_async(access.event_groups)(user)

@@ -52,15 +52,18 @@ def live_stack(django_db_setup, django_db_blocker, tmp_path_factory):  # type: i
         yield {"base": base, "log": log}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Browser:  # type: ignore[misc]
     executable = os.environ.get("KVMWEB_CHROMIUM", "/usr/bin/chromium")
     # Playwright's sync API keeps an event loop in this thread; the tests' own ORM calls are still sync.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]

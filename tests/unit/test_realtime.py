@@ -24,16 +24,17 @@ async def token_for(user) -> str:  # type: ignore[no-untyped-def]
     return token.key
 
 
+async def assert_closed_unauthenticated(ws: WebsocketCommunicator) -> None:
+    await ws.connect()
+    assert await ws.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+
+
 async def test_anonymous_socket_is_closed_with_4401():  # type: ignore[no-untyped-def]
-    ws = await connect("/ws/events/")
-    connected, code = await ws.connect()
-    assert not connected and code == 4401
+    await assert_closed_unauthenticated(await connect("/ws/events/"))
 
 
 async def test_bad_token_is_refused(alice):  # type: ignore[no-untyped-def]
-    ws = await connect("/ws/events/?token=not-a-token")
-    connected, code = await ws.connect()
-    assert not connected and code == 4401
+    await assert_closed_unauthenticated(await connect("/ws/events/?token=not-a-token"))
 
 
 async def test_foreign_origin_is_refused(ada):  # type: ignore[no-untyped-def]
