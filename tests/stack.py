@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from django.db import connection
@@ -67,11 +67,21 @@ def running(
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
+    """End the whole process group, children included, so none keeps a database session open."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
     try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
+        wait_until(lambda: not _group_alive(proc.pid), timeout=timeout, what="the process group to exit")
+    except TimeoutError:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    proc.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

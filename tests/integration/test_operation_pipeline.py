@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import websockets
+from django.db import connection
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
@@ -80,8 +81,12 @@ def test_refresh_runs_on_a_worker_and_streams_to_the_browser(stack, transactiona
 
 
 def _request_refresh(api: Client, host: Host) -> None:
-    response = api.post(f"/api/v1/hosts/{host.pk}/actions/refresh/")
-    assert response.status_code == 202, response.content
+    try:
+        response = api.post(f"/api/v1/hosts/{host.pk}/actions/refresh/")
+        assert response.status_code == 202, response.content
+    finally:
+        # This runs in a helper thread, which has its own connection: close it, or it outlives the test database.
+        connection.close()
 
 
 def test_unreachable_host_fails_the_operation_and_says_why(stack, transactional_db):  # type: ignore[no-untyped-def]
