@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Sum
 
 from hosts.models import Host
 from kvmweb import access
@@ -37,3 +40,41 @@ def host_counts(hosts: list[Host]) -> dict[str, int]:
 
 def any_simulated_host() -> bool:
     return Host.objects.filter(uri__startswith="test").exists()
+
+
+HOST_PAGE_VMS = 200
+
+
+def host_inventory(user: AbstractBaseUser | AnonymousUser, host: Host) -> dict[str, Any]:
+    """The host page's VMs (those the user may see), networks and pools, from the index only."""
+    vms = access.visible_vms(user).filter(host=host).exclude(state="gone").select_related("owner").defer("xml")
+    return {
+        "vms": list(vms.order_by("name")[:HOST_PAGE_VMS]),
+        "vm_total": vms.count(),
+        "vm_page_limit": HOST_PAGE_VMS,
+        "networks": list(host.networks.filter(gone_since__isnull=True).defer("xml").order_by("name")),
+        "pools": list(
+            host.pools.filter(gone_since__isnull=True)
+            .defer("xml")
+            .annotate(volume_count=Count("volumes"))
+            .order_by("name")
+        ),
+    }
+
+
+def capacity(user: AbstractBaseUser | AnonymousUser, hosts: list[Host]) -> dict[str, int]:
+    """What running guests use against what connected hosts have, for the dashboard."""
+    connected = [h for h in hosts if h.state == Host.State.CONNECTED]
+    running = access.visible_vms(user).filter(host__in=connected, state__in=["running", "paused", "blocked"])
+    used = running.aggregate(vcpus=Sum("vcpus"), memory_kib=Sum("memory_kib"))
+    pools = access.visible_pools(user).filter(host__in=connected, gone_since__isnull=True)
+    space = pools.aggregate(capacity=Sum("capacity"), allocation=Sum("allocation"), available=Sum("available"))
+    return {
+        "cpus": sum(h.capabilities.get("cpus") or 0 for h in connected),
+        "vcpus_running": used["vcpus"] or 0,
+        "memory_kib": sum(h.capabilities.get("memory_kib") or 0 for h in connected),
+        "memory_kib_running": used["memory_kib"] or 0,
+        "storage_capacity": space["capacity"] or 0,
+        "storage_allocation": space["allocation"] or 0,
+        "storage_available": space["available"] or 0,
+    }

@@ -27,6 +27,7 @@ def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
         "host": host,
         "operations": selectors.host_operations(host),
         "can_manage": access.is_admin(request.user),
+        **selectors.host_inventory(request.user, host),
     }
     return render(request, "hosts/detail.html", context)
 

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from kvmweb.audit.models import AuditEvent
     from kvmweb.operations.models import Operation
     from kvmweb.targets import Target
+    from networks.models import Network
+    from storage.models import StoragePool
+    from vms.models import VirtualMachine
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -37,6 +40,29 @@ def visible_hosts(user: User) -> "QuerySet[Host]":
     if not user.is_authenticated:
         return Host.objects.none()
     return Host.objects.filter(members__pk=user.pk)
+
+
+def visible_vms(user: User) -> "QuerySet[VirtualMachine]":
+    """Administrators see every VM; a user sees the VMs they own."""
+    from vms.models import VirtualMachine
+
+    if is_admin(user):
+        return VirtualMachine.objects.all()
+    if not user.is_authenticated:
+        return VirtualMachine.objects.none()
+    return VirtualMachine.objects.filter(owner_id=user.pk)
+
+
+def visible_networks(user: User) -> "QuerySet[Network]":
+    from networks.models import Network
+
+    return Network.objects.filter(host__in=visible_hosts(user))
+
+
+def visible_pools(user: User) -> "QuerySet[StoragePool]":
+    from storage.models import StoragePool
+
+    return StoragePool.objects.filter(host__in=visible_hosts(user))
 
 
 def visible_operations(user: User) -> "QuerySet[Operation]":
@@ -59,9 +85,12 @@ def visible_audit_events(user: User) -> "QuerySet[AuditEvent]":
 def can_see(user: User, obj: Any) -> bool:
     from hosts.models import Host
     from kvmweb.operations.models import Operation
+    from vms.models import VirtualMachine
 
     if isinstance(obj, Host):
         return visible_hosts(user).filter(pk=obj.pk).exists()
+    if isinstance(obj, VirtualMachine):
+        return visible_vms(user).filter(pk=obj.pk).exists()
     if isinstance(obj, Operation):
         return visible_operations(user).filter(pk=obj.pk).exists()
     raise TypeError(f"no visibility rule for {type(obj).__name__}")

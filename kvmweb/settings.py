@@ -50,6 +50,9 @@ INSTALLED_APPS = [
     "kvmweb.audit",
     "kvmweb.operations",
     "hosts",
+    "vms",
+    "networks",
+    "storage",
 ]
 
 MIDDLEWARE = [
@@ -139,6 +142,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-operations": {"task": "operations.reap", "schedule": 30.0},
+    # Catches anything an event missed; events keep the inventory fresh in between.
+    "reconcile-hosts": {"task": "hosts.reconcile_all", "schedule": env.float("KVMWEB_RECONCILE_EVERY", default=300.0)},
 }
 
 # Channels: the pub/sub layer, one database above the broker. The default

@@ -22,3 +22,19 @@ def make_host(name: str = "lab", *, uri: str = "test:///default", members: tuple
     host = Host.objects.create(name=name, uri=uri, **{**defaults, **fields})
     host.members.set(members)
     return host
+
+
+def make_vm(host: Host, name: str, *, owner: Any = None, state: str = "running", **fields: Any) -> Any:
+    import uuid
+
+    from vms.models import VirtualMachine
+
+    defaults: dict[str, Any] = {
+        "vcpus": 1,
+        "memory_kib": 196608,
+        "max_memory_kib": 196608,
+        "state_changed": timezone.now(),
+    }
+    return VirtualMachine.objects.create(
+        uuid=fields.pop("uuid", uuid.uuid4()), host=host, name=name, owner=owner, state=state, **{**defaults, **fields}
+    )

@@ -3,12 +3,15 @@ from django.urls import path
 from hosts.api import views as hosts
 from kvmweb.api.auth import obtain_token
 from kvmweb.operations import api as operations
+from vms.api import views as vms
 
 urlpatterns = [
     path("auth/token/", obtain_token, name="api-token"),
     path("hosts/", hosts.host_collection, name="api-hosts"),
     path("hosts/<int:host_id>/", hosts.host_item, name="api-host"),
     path("hosts/<int:host_id>/actions/<slug:action>/", hosts.host_action, name="api-host-action"),
+    path("vms/", vms.vm_collection, name="api-vms"),
+    path("vms/<uuid:vm_uuid>/", vms.vm_item, name="api-vm"),
     path("operations/", operations.operation_list, name="api-operations"),
     path("operations/<int:op_id>/", operations.operation_detail, name="api-operation"),
 ]

@@ -37,10 +37,12 @@ def operation_start(
     actor: Actor,
     params: dict[str, Any] | None = None,
     queue: str = "default",
+    audited: bool = True,
 ) -> Operation:
     """Record the operation and its audit event, and queue it for a worker once committed.
 
     Raises Conflict, naming the running operation, when the target already has an active one.
+    Housekeeping the system starts on a timer (`audited=False`) is an operation but not an audit event.
     """
     spec = get_kind(kind)
     user = actor.user if actor.user is not None and actor.user.is_authenticated else None
@@ -56,9 +58,10 @@ def operation_start(
                 queue=queue,
                 deadline=timezone.now() + timedelta(seconds=spec.deadline_seconds),
             )
-            audit_record(
-                actor=actor, action=kind, target=target, outcome=AuditEvent.Outcome.ACCEPTED, operation_id=op.pk
-            )
+            if audited:
+                audit_record(
+                    actor=actor, action=kind, target=target, outcome=AuditEvent.Outcome.ACCEPTED, operation_id=op.pk
+                )
             operation_publish(op)
             transaction.on_commit(lambda: _enqueue(op.pk, queue))
     except IntegrityError:
@@ -66,7 +69,8 @@ def operation_start(
             target_type=target.type, target_id=target.id, status__in=Operation.ACTIVE
         ).first()
         reason = _conflict_message(target, running)
-        audit_record(actor=actor, action=kind, target=target, outcome=AuditEvent.Outcome.FAILED, message=reason)
+        if audited:
+            audit_record(actor=actor, action=kind, target=target, outcome=AuditEvent.Outcome.FAILED, message=reason)
         raise Conflict(reason, details={"operation": running.pk if running else None}) from None
     return op
 

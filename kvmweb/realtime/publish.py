@@ -70,3 +70,13 @@ class _Sender:
 
     def submit(self, coro: Any) -> "Future[None]":
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+
+async def apublish(groups: str | Iterable[str], message: dict[str, Any]) -> None:
+    """For async processes (the event watcher): send now, awaited, on the caller's own loop.
+
+    The caller must have committed whatever the message describes.
+    """
+    targets = [groups] if isinstance(groups, str) else sorted(set(groups))
+    payload = json.loads(json.dumps({**message, "v": MESSAGE_VERSION}))
+    await _send_all(targets, payload)

@@ -1,5 +1,7 @@
 """Every endpoint, for every persona: ada administers, alice is a member of the host, bob is not, and anonymous."""
 
+import uuid
+
 import pytest
 from django.test import Client
 from rest_framework.authtoken.models import Token
@@ -19,6 +21,12 @@ UI = [
     ("get", "/operations/", {"ada": 200, "alice": 200, "bob": 200, "anon": 302}),
     ("get", "/operations/{op}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 302}),
     ("get", "/audit/", {"ada": 200, "alice": 403, "bob": 403, "anon": 302}),
+    ("get", "/vms/", {"ada": 200, "alice": 200, "bob": 200, "anon": 302}),
+    ("get", "/vms/{vm}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 302}),
+    ("get", "/networks/", {"ada": 200, "alice": 200, "bob": 200, "anon": 302}),
+    ("get", "/networks/{network}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 302}),
+    ("get", "/storage/", {"ada": 200, "alice": 200, "bob": 200, "anon": 302}),
+    ("get", "/storage/pools/{pool}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 302}),
 ]
 API = [
     ("get", "/api/v1/hosts/{host}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 401}),
@@ -29,6 +37,8 @@ API = [
     ("get", "/api/v1/hosts/", {"ada": 200, "alice": 200, "bob": 200, "anon": 401}),
     ("get", "/api/v1/operations/", {"ada": 200, "alice": 200, "bob": 200, "anon": 401}),
     ("get", "/api/v1/operations/{op}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 401}),
+    ("get", "/api/v1/vms/", {"ada": 200, "alice": 200, "bob": 200, "anon": 401}),
+    ("get", "/api/v1/vms/{vm}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 401}),
 ]
 PERSONAS = ["ada", "alice", "bob", "anon"]
 BODIES = {
@@ -52,7 +62,34 @@ def world(ada, alice, bob, host, monkeypatch):  # type: ignore[no-untyped-def]
         status="succeeded",
         deadline="2030-01-01T00:00:00Z",
     )
-    return {"ada": ada, "alice": alice, "bob": bob, "anon": None, "host": host, "op": op}
+    from networks.models import Network
+    from storage.models import StoragePool
+    from tests.factories import make_vm
+
+    vm = make_vm(host, "alices-vm", owner=alice)
+    network = Network.objects.create(host=host, uuid=uuid.uuid4(), name="default", active=True, forward_mode="nat")
+    pool = StoragePool.objects.create(host=host, uuid=uuid.uuid4(), name="images", type="dir", state="running")
+    return {
+        "ada": ada,
+        "alice": alice,
+        "bob": bob,
+        "anon": None,
+        "host": host,
+        "op": op,
+        "vm": vm.uuid,
+        "network": network.pk,
+        "pool": pool.pk,
+    }
+
+
+def ids(world):  # type: ignore[no-untyped-def]
+    return {
+        "host": world["host"].pk,
+        "op": world["op"].pk,
+        "vm": world["vm"],
+        "network": world["network"],
+        "pool": world["pool"],
+    }
 
 
 def client_for(world, persona: str, *, api: bool) -> Client:  # type: ignore[no-untyped-def]
@@ -69,9 +106,7 @@ def client_for(world, persona: str, *, api: bool) -> Client:  # type: ignore[no-
 @pytest.mark.parametrize("persona", PERSONAS)
 @pytest.mark.parametrize(("method", "path", "expected"), UI, ids=[f"{m} {p}" for m, p, _ in UI])
 def test_ui_access(world, persona, method, path, expected):  # type: ignore[no-untyped-def]
-    response = getattr(client_for(world, persona, api=False), method)(
-        path.format(host=world["host"].pk, op=world["op"].pk)
-    )
+    response = getattr(client_for(world, persona, api=False), method)(path.format(**ids(world)))
     assert response.status_code == expected[persona]
     if expected[persona] == 302 and persona == "anon":
         assert response["Location"].startswith("/login/")
@@ -82,7 +117,7 @@ def test_ui_access(world, persona, method, path, expected):  # type: ignore[no-u
 def test_api_access(world, persona, method, path, expected):  # type: ignore[no-untyped-def]
     body = BODIES.get((method, path))
     response = getattr(client_for(world, persona, api=True), method)(
-        path.format(host=world["host"].pk, op=world["op"].pk), data=body, content_type="application/json"
+        path.format(**ids(world)), data=body, content_type="application/json"
     )
     assert response.status_code == expected[persona], response.content
     if response.status_code >= 400:

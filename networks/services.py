@@ -1,0 +1,48 @@
+"""Writes for networks. The inventory half: make the rows match what a host reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from hosts.models import Host
+from kvmweb import virt
+from networks.models import Network
+
+OBSERVED = ("name", "active", "autostart", "persistent", "bridge", "forward_mode", "xml")
+
+
+def _values(record: virt.NetworkRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "active": record.active,
+        "autostart": record.autostart,
+        "persistent": record.persistent,
+        "bridge": record.bridge or "",
+        "forward_mode": record.forward_mode or "",
+        "xml": record.xml or "",
+    }
+
+
+def networks_apply_inventory(*, host: Host, networks: Sequence[virt.NetworkRecord], now: datetime) -> int:
+    """Upsert the host's networks and mark the missing ones gone; returns how many rows changed."""
+    rows = {str(n.uuid): n for n in Network.objects.filter(host=host)}
+    create, update = [], []
+    for record in networks:
+        values = _values(record)
+        row = rows.pop(record.uuid, None)
+        if row is None:
+            create.append(Network(host=host, uuid=record.uuid, **values))
+        elif row.gone_since is not None or any(getattr(row, k) != v for k, v in values.items()):
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.gone_since = None
+            update.append(row)
+    for row in rows.values():
+        if row.gone_since is None:
+            row.gone_since, row.active = now, False
+            update.append(row)
+    Network.objects.bulk_create(create)
+    Network.objects.bulk_update(update, [*OBSERVED, "gone_since"])
+    return len(create) + len(update)

@@ -1,0 +1,100 @@
+"""Writes for pools and volumes. The inventory half: make the rows match what a host reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from hosts.models import Host
+from kvmweb import virt
+from storage.models import StoragePool, Volume
+
+POOL_FIELDS = ("name", "type", "state", "autostart", "persistent", "capacity", "allocation", "available",
+               "target_path", "xml")  # fmt: skip
+VOLUME_FIELDS = ("key", "path", "type", "format", "capacity", "allocation", "backing_path")
+
+
+def _pool_values(record: virt.PoolRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "type": record.type or "",
+        "state": record.state or "",
+        "autostart": record.autostart,
+        "persistent": record.persistent,
+        "capacity": record.capacity or 0,
+        "allocation": record.allocation or 0,
+        "available": record.available or 0,
+        "target_path": record.target_path or "",
+        "xml": record.xml or "",
+    }
+
+
+def _volume_values(record: virt.VolumeRecord) -> dict[str, Any]:
+    return {
+        "key": record.key or "",
+        "path": record.path or "",
+        "type": record.type or "",
+        "format": record.format or "",
+        "capacity": record.capacity or 0,
+        "allocation": record.allocation or 0,
+        "backing_path": record.backing_path or "",
+    }
+
+
+def storage_apply_inventory(
+    *, host: Host, pools: Sequence[virt.PoolRecord], volumes: Sequence[virt.VolumeRecord], now: datetime
+) -> int:
+    """Upsert pools (missing ones marked gone) and replace each listed pool's volume rows."""
+    rows = {str(p.uuid): p for p in StoragePool.objects.filter(host=host)}
+    create, update = [], []
+    for record in pools:
+        values = _pool_values(record)
+        row = rows.get(record.uuid)
+        if row is None:
+            row = StoragePool(host=host, uuid=record.uuid, **values)
+            rows[record.uuid] = row
+            create.append(row)
+        elif row.gone_since is not None or any(getattr(row, k) != v for k, v in values.items()):
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.gone_since = None
+            update.append(row)
+    listed = {record.uuid for record in pools}
+    for uuid, row in rows.items():
+        if uuid not in listed and row.gone_since is None:
+            row.gone_since, row.state = now, "inactive"
+            update.append(row)
+    StoragePool.objects.bulk_create(create)
+    StoragePool.objects.bulk_update(update, [*POOL_FIELDS, "gone_since"])
+    return len(create) + len(update) + _apply_volumes(rows, volumes)
+
+
+def _apply_volumes(pools: dict[str, StoragePool], volumes: Sequence[virt.VolumeRecord]) -> int:
+    """Volumes are listed only for active pools; an inactive pool keeps its last known volumes."""
+    by_pool: dict[str, list[virt.VolumeRecord]] = {}
+    for record in volumes:
+        by_pool.setdefault(record.pool_uuid, []).append(record)
+    existing = {
+        (v.pool_id, v.name): v for v in Volume.objects.filter(pool__in=[pools[u] for u in by_pool if u in pools])
+    }
+    create, update, seen = [], [], set()
+    for pool_uuid, records in by_pool.items():
+        pool = pools.get(pool_uuid)
+        if pool is None:
+            continue
+        for record in records:
+            values = _volume_values(record)
+            seen.add((pool.pk, record.name))
+            row = existing.get((pool.pk, record.name))
+            if row is None:
+                create.append(Volume(pool=pool, name=record.name, **values))
+            elif any(getattr(row, k) != v for k, v in values.items()):
+                for key, value in values.items():
+                    setattr(row, key, value)
+                update.append(row)
+    stale = [row.pk for key, row in existing.items() if key not in seen]
+    Volume.objects.bulk_create(create)
+    Volume.objects.bulk_update(update, list(VOLUME_FIELDS))
+    Volume.objects.filter(pk__in=stale).delete()
+    return len(create) + len(update) + len(stale)

@@ -1,0 +1,22 @@
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from kvmweb import access
+from kvmweb.ui import refusals_as_pages
+from storage import selectors
+
+
+@login_required
+def pool_list(request: HttpRequest) -> HttpResponse:
+    host = request.GET.get("host", "")
+    pools = list(selectors.pool_list(request.user, host_id=int(host) if host.isdigit() else None))
+    hosts = list(access.visible_hosts(request.user).only("id", "name"))
+    return render(request, "storage/list.html", {"pools": pools, "hosts": hosts, "host_filter": host})
+
+
+@login_required
+@refusals_as_pages
+def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
+    pool = selectors.pool_get(request.user, pool_id)
+    return render(request, "storage/detail.html", {"pool": pool, "volumes": list(selectors.pool_volumes(pool))})

@@ -1,0 +1,84 @@
+"""The VM list renders from the database in a bounded number of queries, filters and sorts on the server."""
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+
+from tests.factories import make_host, make_user, make_vm
+from vms.models import VirtualMachine
+
+
+def add_vms(host, count: int, **fields) -> None:  # type: ignore[no-untyped-def]
+    VirtualMachine.objects.bulk_create(
+        VirtualMachine(
+            uuid=uuid.uuid4(), host=host, name=f"vm-{i:05d}", state="running", vcpus=1, memory_kib=1024, **fields
+        )
+        for i in range(count)
+    )
+
+
+def queries_for(client: Client, path: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(path).status_code == 200
+    return len(captured)
+
+
+@pytest.mark.parametrize("path", ["/vms/", "/vms/?sort=-memory&state=running&search=vm-0", "/api/v1/vms/"])
+def test_list_query_count_is_the_same_for_10_and_1000_vms(ada, path):  # type: ignore[no-untyped-def]
+    host = make_host("big")
+    client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=ada).key}")
+    client.force_login(ada)
+    add_vms(host, 10)
+    small = queries_for(client, path)
+    add_vms(host, 990)
+    assert queries_for(client, path) == small
+
+
+def test_list_filters_search_and_excludes_gone_by_default(ada):  # type: ignore[no-untyped-def]
+    host, other = make_host("a"), make_host("b")
+    make_vm(host, "web-1")
+    make_vm(host, "db-1", state="shutoff")
+    make_vm(other, "web-2")
+    make_vm(host, "old", state="gone")
+    client = Client()
+    client.force_login(ada)
+    names = lambda path: [vm["name"] for vm in client.get(path, HTTP_ACCEPT="application/json").json()["results"]]  # noqa: E731
+    assert names("/api/v1/vms/") == ["db-1", "web-1", "web-2"]
+    assert names("/api/v1/vms/?search=web") == ["web-1", "web-2"]
+    assert names(f"/api/v1/vms/?host={host.pk}&state=shutoff") == ["db-1"]
+    assert names("/api/v1/vms/?state=gone") == ["old"]
+    assert names("/api/v1/vms/?sort=-name") == ["web-2", "web-1", "db-1"]
+    assert names("/api/v1/vms/?search=b") == ["db-1", "web-2"]  # host name "b" matches too
+
+
+def test_users_see_only_their_own_vms(alice, bob):  # type: ignore[no-untyped-def]
+    host = make_host("shared", members=(alice, bob))
+    mine = make_vm(host, "alice-vm", owner=alice)
+    make_vm(host, "bob-vm", owner=bob)
+    make_vm(host, "nobodys")
+    client = Client()
+    client.force_login(alice)
+    body = client.get("/api/v1/vms/").json()
+    assert [vm["name"] for vm in body["results"]] == ["alice-vm"]
+    assert client.get(f"/api/v1/vms/{mine.uuid}/").json()["owner"] == "alice"
+    bobs = VirtualMachine.objects.get(name="bob-vm")
+    assert client.get(f"/api/v1/vms/{bobs.uuid}/").status_code == 404
+    assert client.get(f"/vms/{bobs.uuid}/").status_code == 404
+
+
+def test_vm_detail_api_has_the_exact_shape(ada):  # type: ignore[no-untyped-def]
+    vm = make_vm(make_host("h"), "exact", owner=make_user("carol"), xml="<domain/>")
+    client = Client()
+    client.force_login(ada)
+    body = client.get(f"/api/v1/vms/{vm.uuid}/").json()
+    assert set(body) == {
+        "uuid", "name", "host", "host_name", "state", "state_reason", "vcpus", "memory_kib", "max_memory_kib",
+        "autostart", "persistent", "has_managed_save", "domain_type", "os_type", "arch", "title", "owner",
+        "security_model", "security_label", "version", "first_seen", "state_changed", "gone_since",
+        "description", "xml",
+    }  # fmt: skip
+    assert (body["uuid"], body["owner"], body["host_name"], body["xml"]) == (str(vm.uuid), "carol", "h", "<domain/>")

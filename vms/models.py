@@ -1,0 +1,68 @@
+from django.conf import settings
+from django.db import models
+
+from kvmweb.targets import Target
+
+
+class VirtualMachine(models.Model):
+    """What libvirt last said about a guest, plus what only kvmweb knows (its owner).
+
+    Identity is the UUID: a guest renamed, redefined or migrated keeps its row and its owner.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        BLOCKED = "blocked", "Blocked"
+        PAUSED = "paused", "Paused"
+        SHUTDOWN = "shutdown", "Shutting down"
+        SHUTOFF = "shutoff", "Shut off"
+        CRASHED = "crashed", "Crashed"
+        PMSUSPENDED = "pmsuspended", "Suspended (power management)"
+        NOSTATE = "nostate", "No state"
+        GONE = "gone", "Gone"
+
+    uuid = models.UUIDField(unique=True)
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="vms")
+    name = models.CharField(max_length=255, db_index=True)
+    state = models.CharField(max_length=16, choices=State.choices, db_index=True)
+    state_reason = models.CharField(max_length=32, blank=True)
+    vcpus = models.PositiveIntegerField(default=0)
+    memory_kib = models.PositiveBigIntegerField(default=0)
+    max_memory_kib = models.PositiveBigIntegerField(default=0)
+    autostart = models.BooleanField(default=False)
+    persistent = models.BooleanField(default=True)
+    has_managed_save = models.BooleanField(default=False)
+    domain_type = models.CharField(max_length=16, blank=True)
+    os_type = models.CharField(max_length=16, blank=True)
+    arch = models.CharField(max_length=32, blank=True)
+    title = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    security_model = models.CharField(max_length=32, blank=True)
+    security_label = models.CharField(max_length=255, blank=True)
+    xml = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="vms"
+    )
+    # Bumped on every observed change, so clients can drop a message older than what they show.
+    version = models.PositiveBigIntegerField(default=1)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    state_changed = models.DateTimeField(null=True, blank=True)
+    gone_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [
+            models.Index(fields=["host", "state"]),
+            models.Index(fields=["owner", "state"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_target(self) -> Target:
+        return Target("vm", str(self.uuid), self.name)
+
+    @property
+    def is_gone(self) -> bool:
+        return self.state == self.State.GONE
