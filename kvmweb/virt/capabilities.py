@@ -5,25 +5,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from kvmweb.virt.types import GuestCapability, NumaCell, SecurityModel
+from kvmweb.virt.types import GuestCapability, NumaCell, PageCount, SecurityModel
+from kvmweb.virt.units import attribute_kib, element_kib
 from kvmweb.virt.xml.safe import parse
-
-_BYTES_PER_UNIT = {
-    "b": 1,
-    "bytes": 1,
-    "kb": 1000,
-    "k": 1024,
-    "kib": 1024,
-    "mb": 1000**2,
-    "m": 1024**2,
-    "mib": 1024**2,
-    "gb": 1000**3,
-    "g": 1024**3,
-    "gib": 1024**3,
-    "tb": 1000**4,
-    "t": 1024**4,
-    "tib": 1024**4,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +18,7 @@ class Capabilities:
     guests: tuple[GuestCapability, ...]
     numa_cells: tuple[NumaCell, ...]
     security_models: tuple[SecurityModel, ...]
+    page_sizes_kib: tuple[int, ...] = ()
 
     @property
     def virt_types(self) -> tuple[str, ...]:
@@ -49,6 +34,7 @@ def parse_capabilities(text: str) -> Capabilities:
         guests=tuple(_guest(element) for element in root.findall("guest")),
         numa_cells=tuple(_cell(element) for element in root.findall("host/topology/cells/cell")),
         security_models=tuple(_secmodel(element) for element in root.findall("host/secmodel")),
+        page_sizes_kib=_page_sizes(root.findall("host/cpu/pages")),
     )
 
 
@@ -78,20 +64,33 @@ def _guest(element: ET.Element) -> GuestCapability:
 
 
 def _cell(element: ET.Element) -> NumaCell:
-    memory = element.find("memory")
     return NumaCell(
         id=int(element.get("id", "0")),
-        memory_kib=None if memory is None else _kib(memory),
+        memory_kib=element_kib(element.find("memory")),
         cpus=tuple(int(cpu.get("id", "0")) for cpu in element.findall("cpus/cpu")),
+        pages=tuple(_page_counts(element.findall("pages"))),
     )
 
 
-def _kib(element: ET.Element) -> int | None:
-    unit = element.get("unit", "KiB").lower()
-    text = (element.text or "").strip()
-    if unit not in _BYTES_PER_UNIT or not text.isdigit():
-        return None
-    return int(text) * _BYTES_PER_UNIT[unit] // 1024
+def _page_sizes(elements: list[ET.Element]) -> tuple[int, ...]:
+    """The page sizes the host CPU offers (``<cpu><pages unit='KiB' size='2048'/>``), smallest first."""
+    sizes = {attribute_kib(element, "size") for element in elements}
+    return tuple(sorted(size for size in sizes if size is not None))
+
+
+def _page_counts(elements: list[ET.Element]) -> list[PageCount]:
+    """A cell's pages per size, ``<pages unit='KiB' size='2048'>512</pages>``.
+
+    The count is the pool libvirt reports (hugepages reserved on the cell, or its whole memory in
+    base pages), not how many are free right now.
+    """
+    counts = []
+    for element in elements:
+        size = attribute_kib(element, "size")
+        text = (element.text or "").strip()
+        if size is not None and text.isdigit():
+            counts.append(PageCount(size_kib=size, count=int(text)))
+    return counts
 
 
 def _secmodel(element: ET.Element) -> SecurityModel:

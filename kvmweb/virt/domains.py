@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from collections.abc import Iterable
 from typing import Any
 
 import libvirt
 
+from kvmweb.virt import lookup
 from kvmweb.virt.connection import Connection, connect
 from kvmweb.virt.errors import InvalidArgument, InvalidOperation, NotFound
 from kvmweb.virt.states import domain_state as name_state
@@ -104,11 +104,7 @@ def undefine_domain(target: HostTarget, uuid: str, *, keep_nvram: bool = False) 
 
 
 def _lookup(conn: Connection, uuid: str) -> Domain:
-    try:
-        canonical = str(uuidlib.UUID(uuid))
-    except (ValueError, AttributeError, TypeError):
-        raise InvalidArgument(f"{uuid!r} is not a virtual machine UUID.") from None
-    return conn.lookupByUUIDString(canonical)
+    return lookup.domain(conn, uuid)
 
 
 def _require_active(dom: Domain, active: bool, message: str) -> None:

@@ -44,6 +44,7 @@ def get_host_info(target: HostTarget) -> HostInfo:
         numa_cells=caps.numa_cells,
         security_models=caps.security_models,
         virt_types=caps.virt_types,
+        page_sizes_kib=caps.page_sizes_kib,
     )
 
 

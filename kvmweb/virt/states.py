@@ -78,3 +78,17 @@ def domain_state(state: int, reason: int) -> DomainState:
         state=STATE_NAMES.get(state, "nostate"),
         reason=_REASON_NAMES.get(state, {}).get(reason, "unknown"),
     )
+
+
+POOL_STATE_NAMES: dict[int, str] = {
+    libvirt.VIR_STORAGE_POOL_INACTIVE: "inactive",
+    libvirt.VIR_STORAGE_POOL_BUILDING: "building",
+    libvirt.VIR_STORAGE_POOL_RUNNING: "running",
+    libvirt.VIR_STORAGE_POOL_DEGRADED: "degraded",
+    libvirt.VIR_STORAGE_POOL_INACCESSIBLE: "inaccessible",
+}
+
+
+def pool_state(state: int) -> str:
+    """Name a storage pool state; a number from a newer libvirt becomes "unknown"."""
+    return POOL_STATE_NAMES.get(state, "unknown")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from kvmweb import virt
 from kvmweb.virt.xml import DiskSpec, DomainSpec, build_domain_xml
+from tests.unit.virt.nodefile import NodeDomain, NodeNetwork, NodePool, write_node
 
 # test:///default is one in-memory host shared by the whole process, holding one running domain
 # named "test". Tests give what they define unique names and remove it afterwards.
@@ -70,3 +72,26 @@ def _remove(target: virt.HostTarget, domain_uuid: str) -> None:
         virt.undefine_domain(target, domain_uuid)
     except virt.NotFound:
         pass
+
+
+MakeNode = Callable[..., virt.HostTarget]
+
+
+@pytest.fixture
+def make_node(tmp_path: Path) -> Iterator[MakeNode]:
+    """A fake host from a test-driver node file (see nodefile.py); its connections are closed after."""
+    count = 0
+
+    def make(
+        *,
+        domains: tuple[NodeDomain, ...] = (),
+        networks: tuple[NodeNetwork, ...] = (),
+        pools: tuple[NodePool, ...] = (),
+    ) -> virt.HostTarget:
+        nonlocal count
+        count += 1
+        uri = write_node(tmp_path / f"node-{count}.xml", domains=domains, networks=networks, pools=pools)
+        return virt.HostTarget(uri)
+
+    yield make
+    virt.close_all()

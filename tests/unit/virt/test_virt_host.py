@@ -96,11 +96,30 @@ def test_host_info_reports_what_the_test_driver_says(target: virt.HostTarget) ->
             },
         ],
         "numa_cells": [
-            {"id": 0, "memory_kib": 2097152, "cpus": [0, 1, 2, 3, 4, 5, 6, 7]},
-            {"id": 1, "memory_kib": 4194304, "cpus": [8, 9, 10, 11, 12, 13, 14, 15]},
+            {
+                "id": 0,
+                "memory_kib": 2097152,
+                "cpus": [0, 1, 2, 3, 4, 5, 6, 7],
+                "pages": [
+                    {"size_kib": 4, "count": 524288},
+                    {"size_kib": 2048, "count": 0},
+                    {"size_kib": 1048576, "count": 0},
+                ],
+            },
+            {
+                "id": 1,
+                "memory_kib": 4194304,
+                "cpus": [8, 9, 10, 11, 12, 13, 14, 15],
+                "pages": [
+                    {"size_kib": 8, "count": 524288},
+                    {"size_kib": 2048, "count": 0},
+                    {"size_kib": 1048576, "count": 0},
+                ],
+            },
         ],
         "security_models": [{"model": "testSecurity", "doi": ""}],
         "virt_types": ["test"],
+        "page_sizes_kib": [4, 8, 2048, 1048576],
     }
 
 
@@ -148,3 +167,49 @@ def test_version_numbers_become_dotted_strings() -> None:
     assert version_string(9000000) == "9.0.0"
     assert version_string(7002001) == "7.2.1"
     assert version_string(2) == "0.0.2"
+
+
+HUGEPAGE_CAPABILITIES = """<capabilities><host>
+  <cpu>
+    <arch>x86_64</arch>
+    <pages unit='KiB' size='4'/>
+    <pages unit='KiB' size='2048'/>
+    <pages unit='GiB' size='1'/>
+  </cpu>
+  <topology><cells num='2'>
+    <cell id='0'>
+      <memory unit='KiB'>16384000</memory>
+      <pages unit='KiB' size='4'>3047936</pages>
+      <pages unit='KiB' size='2048'>1024</pages>
+      <pages unit='KiB' size='1048576'>2</pages>
+      <cpus num='1'><cpu id='0'/></cpus>
+    </cell>
+    <cell id='1'>
+      <memory unit='KiB'>16384000</memory>
+      <pages unit='KiB' size='4'>4096000</pages>
+      <pages unit='KiB' size='2048'>junk</pages>
+      <cpus num='1'><cpu id='1'/></cpus>
+    </cell>
+  </cells></topology>
+</host></capabilities>"""
+
+
+def test_hugepages_are_read_per_cell_and_for_the_host() -> None:
+    caps = parse_capabilities(HUGEPAGE_CAPABILITIES)
+
+    assert caps.page_sizes_kib == (4, 2048, 1048576)
+    assert caps.numa_cells[0].pages == (
+        virt.PageCount(size_kib=4, count=3047936),
+        virt.PageCount(size_kib=2048, count=1024),
+        virt.PageCount(size_kib=1048576, count=2),
+    )
+    # A count that is not a number is left out rather than guessed.
+    assert caps.numa_cells[1].pages == (virt.PageCount(size_kib=4, count=4096000),)
+
+
+def test_capabilities_without_pages_keep_the_old_shape() -> None:
+    caps = parse_capabilities(QEMU_CAPABILITIES)
+
+    assert caps.page_sizes_kib == ()
+    assert caps.numa_cells[0].pages == ()
+    assert virt.NumaCell(id=0, memory_kib=1, cpus=()).to_dict() == {"id": 0, "memory_kib": 1, "cpus": [], "pages": []}
