@@ -33,3 +33,8 @@ def host_publish(host: Host | None, *, deleted: Target | None = None) -> None:
         return
     assert host is not None
     publish([groups.ADMINS, groups.host_group(host.pk)], {"type": "host.state", "host": host_payload(host)})
+
+
+def watcher_notify(host_id: int) -> None:
+    """Tell the event watcher to re-read the hosts table: a host was added, changed or removed."""
+    publish(groups.WATCHER, {"type": "host.changed", "host": host_id})

@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 from django.db import transaction
 from django.utils import timezone
 
-from hosts.messages import host_publish
+from hosts.messages import host_publish, watcher_notify
 from hosts.models import Host
 from kvmweb import virt
 from kvmweb.actors import Actor
@@ -69,6 +69,7 @@ def host_create(*, actor: Actor, data: HostInput) -> tuple[Host, Operation | Non
         )
         audit_record(actor=actor, action="host.create", target=host.as_target(), outcome=AuditEvent.Outcome.SUCCEEDED)
         host_publish(host)
+        watcher_notify(host.pk)
         op = operation_start(kind="host.add", target=host.as_target(), actor=actor) if clean.enabled else None
     return host, op
 
@@ -89,6 +90,7 @@ def host_update(*, actor: Actor, host: Host, data: HostInput) -> tuple[Host, Ope
         host.save()
         audit_record(actor=actor, action="host.change", target=host.as_target(), outcome=AuditEvent.Outcome.SUCCEEDED)
         host_publish(host)
+        watcher_notify(host.pk)
         op = operation_start(kind="host.refresh", target=host.as_target(), actor=actor) if reconnect else None
     return host, op
 
@@ -120,17 +122,22 @@ def host_delete(*, actor: Actor, host: Host, confirm_name: str) -> None:
         host.delete()
         audit_record(actor=actor, action="host.delete", target=target, outcome=AuditEvent.Outcome.SUCCEEDED)
         host_publish(None, deleted=target)
+        watcher_notify(int(target.id))
 
 
-def host_apply_info(*, host: Host, info: virt.HostInfo) -> None:
-    """What the hypervisor said about itself becomes the host's row."""
+def host_apply_info(*, host: Host, info: virt.HostInfo, ksm: virt.KsmInfo | None = None) -> None:
+    """What the hypervisor said about itself becomes the host's row.
+
+    KSM figures come from a separate call; without new ones the last reported are kept.
+    """
     host.state = Host.State.CONNECTED
     host.last_error = ""
     host.last_seen = timezone.now()
     host.libvirt_version = info.libvirt_version or ""
     host.hypervisor = info.hypervisor or ""
     host.hypervisor_version = info.hypervisor_version or ""
-    host.capabilities = info.to_dict()
+    previous_ksm = host.capabilities.get("ksm")
+    host.capabilities = {**info.to_dict(), "ksm": ksm.to_dict() if ksm is not None else previous_ksm}
     host.save(
         update_fields=[
             "state",

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "vms",
     "networks",
     "storage",
+    "stats",
 ]
 
 MIDDLEWARE = [
@@ -139,11 +140,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3300)
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Sampling has its own queue so a long operation never starves the graphs (and the reverse).
+CELERY_TASK_ROUTES = {"stats.*": {"queue": "stats"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-operations": {"task": "operations.reap", "schedule": 30.0},
     # Catches anything an event missed; events keep the inventory fresh in between.
     "reconcile-hosts": {"task": "hosts.reconcile_all", "schedule": env.float("KVMWEB_RECONCILE_EVERY", default=300.0)},
+    # Live stats: one bulk read per connected host every 10 s; a round still queued when the next is
+    # due is dropped. Then 10 s points roll up into 1 min and 10 min ones, and old points are pruned.
+    "stats-sample": {"task": "stats.sample_all", "schedule": 10.0, "options": {"expires": 10}},
+    "stats-rollup-1m": {"task": "stats.downsample", "schedule": 60.0, "args": (60,), "options": {"expires": 60}},
+    "stats-rollup-10m": {"task": "stats.downsample", "schedule": 600.0, "args": (600,), "options": {"expires": 600}},
+    "stats-prune": {"task": "stats.prune", "schedule": 60.0, "options": {"expires": 60}},
 }
 
 # Channels: the pub/sub layer, one database above the broker. The default
@@ -156,7 +165,12 @@ CHANNEL_REDIS_URL = env.str("CHANNEL_REDIS_URL", default=_redis_db(REDIS_URL, 1)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [CHANNEL_REDIS_URL]},
+        # Redis pub/sub ignores database numbers: the prefix keeps installs (and test runs)
+        # that share one Redis server from hearing each other.
+        "CONFIG": {
+            "hosts": [CHANNEL_REDIS_URL],
+            "prefix": env.str("KVMWEB_CHANNEL_PREFIX", default=f"kvmweb{urlsplit(CHANNEL_REDIS_URL).path.strip('/')}"),
+        },
     }
 }
 

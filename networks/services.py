@@ -46,3 +46,27 @@ def networks_apply_inventory(*, host: Host, networks: Sequence[virt.NetworkRecor
     Network.objects.bulk_create(create)
     Network.objects.bulk_update(update, [*OBSERVED, "gone_since"])
     return len(create) + len(update)
+
+
+def network_apply_record(*, host: Host, uuid: str, record: virt.NetworkRecord | None, now: datetime) -> Network | None:
+    """One network's row from one fresh observation, for an event; None when nothing changed.
+
+    `record` None means the host no longer has the network: the row is marked gone, never deleted.
+    """
+    row = Network.objects.filter(host=host, uuid=uuid).first()
+    if record is None:
+        if row is None or row.gone_since is not None:
+            return None
+        row.gone_since, row.active = now, False
+        row.save(update_fields=["gone_since", "active", "updated"])
+        return row
+    values = _values(record)
+    if row is None:
+        return Network.objects.create(host=host, uuid=uuid, **values)
+    if row.gone_since is None and all(getattr(row, k) == v for k, v in values.items()):
+        return None
+    for key, value in values.items():
+        setattr(row, key, value)
+    row.gone_since = None
+    row.save(update_fields=[*OBSERVED, "gone_since", "updated"])
+    return row

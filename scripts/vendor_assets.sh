@@ -26,6 +26,9 @@ FILES=(
   "@tabler/icons-webfont/dist/fonts/tabler-icons.woff  tabler-icons/fonts/tabler-icons.woff"
   "@tabler/icons-webfont/dist/fonts/tabler-icons.ttf   tabler-icons/fonts/tabler-icons.ttf"
   "@tabler/icons-webfont/LICENSE                   tabler-icons/LICENSE"
+  "uplot/dist/uPlot.iife.min.js                    uplot/uPlot.iife.min.js"
+  "uplot/dist/uPlot.min.css                        uplot/uPlot.min.css"
+  "uplot/LICENSE                                   uplot/LICENSE"
 )
 
 lock_hash() {

@@ -98,3 +98,36 @@ def _apply_volumes(pools: dict[str, StoragePool], volumes: Sequence[virt.VolumeR
     Volume.objects.bulk_update(update, list(VOLUME_FIELDS))
     Volume.objects.filter(pk__in=stale).delete()
     return len(create) + len(update) + len(stale)
+
+
+def pool_apply_record(*, host: Host, uuid: str, record: virt.PoolRecord | None, now: datetime) -> StoragePool | None:
+    """One pool's row from one fresh observation, for an event; None when nothing changed.
+
+    `record` None means the host no longer has the pool: the row is marked gone, never deleted.
+    Its volumes are `pool_apply_volumes`'s.
+    """
+    row = StoragePool.objects.filter(host=host, uuid=uuid).first()
+    if record is None:
+        if row is None or row.gone_since is not None:
+            return None
+        row.gone_since, row.state = now, "inactive"
+        row.save(update_fields=["gone_since", "state", "updated"])
+        return row
+    values = _pool_values(record)
+    if row is None:
+        return StoragePool.objects.create(host=host, uuid=uuid, **values)
+    if row.gone_since is None and all(getattr(row, k) == v for k, v in values.items()):
+        return None
+    for key, value in values.items():
+        setattr(row, key, value)
+    row.gone_since = None
+    row.save(update_fields=[*POOL_FIELDS, "gone_since", "updated"])
+    return row
+
+
+def pool_apply_volumes(*, host: Host, uuid: str, volumes: Sequence[virt.VolumeRecord]) -> int:
+    """One active pool's volume rows from a fresh listing (after a refresh event); returns how many changed."""
+    row = StoragePool.objects.filter(host=host, uuid=uuid).first()
+    if row is None or not volumes:
+        return 0
+    return _apply_volumes({uuid: row}, volumes)

@@ -11,11 +11,12 @@ import asyncio
 import functools
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 T = TypeVar("T")
 _STOP = object()
@@ -24,9 +25,11 @@ _STOP = object()
 class DaemonExecutor(Executor):
     """A small thread pool of daemon threads, started on first use."""
 
-    def __init__(self, name: str, workers: int = 1) -> None:
+    def __init__(self, name: str, workers: int = 1, *, on_exit: Callable[[], object] | None = None) -> None:
         self.name = name
         self.workers = workers
+        # Run in each thread as it stops, e.g. to close that thread's database connection.
+        self.on_exit = on_exit
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -48,6 +51,8 @@ class DaemonExecutor(Executor):
         while True:
             item = self._queue.get()
             if item is _STOP:
+                if self.on_exit is not None:
+                    self.on_exit()
                 return
             future, fn, args, kwargs = item
             if not future.set_running_or_notify_cancel():
@@ -74,19 +79,35 @@ class DaemonExecutor(Executor):
         for _ in threads:
             self._queue.put(_STOP)
         if wait:
-            for thread in threads:
-                thread.join()
+            self.join()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait (up to ``timeout`` s in all) for the threads to stop after ``shutdown``; True if they did."""
+        with self._lock:
+            threads = list(self._threads)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
 
 
 def with_fresh_connection(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run ORM code in a worker thread, closing a stale or broken connection before and after.
 
     The same care channels' database_sync_to_async takes: a connection that failed, or outlived
-    CONN_MAX_AGE, is replaced rather than reused.
+    CONN_MAX_AGE, is replaced rather than reused. A kept connection that died since its last use
+    (the database restarted) fails on first use: the work then runs once more on a new connection,
+    which costs nothing per event, unlike checking every connection before use.
     """
     close_old_connections()
     try:
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except (InterfaceError, OperationalError):
+            if connection.in_atomic_block:
+                raise
+            connection.close()
+            return fn(*args, **kwargs)
     finally:
         close_old_connections()
 

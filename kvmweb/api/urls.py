@@ -3,6 +3,7 @@ from django.urls import path
 from hosts.api import views as hosts
 from kvmweb.api.auth import obtain_token
 from kvmweb.operations import api as operations
+from stats.api import views as stats
 from vms.api import views as vms
 
 urlpatterns = [
@@ -14,4 +15,5 @@ urlpatterns = [
     path("vms/<uuid:vm_uuid>/", vms.vm_item, name="api-vm"),
     path("operations/", operations.operation_list, name="api-operations"),
     path("operations/<int:op_id>/", operations.operation_detail, name="api-operation"),
+    path("stats/<str:kind>/<str:key>/", stats.stats_series, name="api-stats"),
 ]

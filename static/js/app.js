@@ -6,8 +6,10 @@ import { enhanceForms, onOperationAccepted } from "./http.js";
 import { applyOperation, handleMessage, onContentReplaced, refreshAll } from "./live.js";
 import { connectEvents } from "./realtime.js";
 import { initSearch, resetSearchCache } from "./search.js";
+import { initSelection } from "./selection.js";
 import { renderTimes, startClock } from "./time.js";
 import { initServerToasts } from "./toasts.js";
+import { initWidgets } from "./widgets.js";
 
 function initTheme() {
   const theme = window.kvmwebTheme;
@@ -46,6 +48,8 @@ function initTabs() {
   for (const tab of tabs) {
     tab.addEventListener("shown.bs.tab", () => {
       window.history.replaceState(null, "", `#${tab.dataset.hash}`);
+      // on a phone the tab strip scrolls sideways: keep the open tab in view
+      tab.scrollIntoView({ block: "nearest", inline: "nearest" });
     });
   }
   fromHash();
@@ -84,6 +88,8 @@ function initContent(root) {
   enhanceForms(root);
   initForms(root);
   initTooltips(root);
+  initSelection(root);
+  initWidgets(root);
   resetSearchCache(root);
 }
 
@@ -96,6 +102,8 @@ enhanceForms();
 initForms();
 initSearch();
 initDrawer();
+initSelection();
+initWidgets();
 onContentReplaced(initContent);
 onOperationAccepted((op) => applyOperation(op));
 

@@ -25,10 +25,13 @@ export function h(tag, attrs = {}, ...children) {
 export const icon = (name) => h("i", { class: `ti ti-${name}`, "aria-hidden": "true" });
 export const spinner = () => h("span", { class: "spinner-border kv-spinner", "aria-hidden": "true" });
 
-/** URL of an object page, from the templates the server put on <body> (kind: "Operation", "Host"). */
+/** URL of an object page, from the templates the server put on <body> (kind: "Operation", "Host", "Vm").
+ *  Their placeholder is 987654321, or the all-zero UUID for pages keyed by UUID. */
 export function urlFor(kind, id) {
   const template = document.body.dataset[`url${kind}`];
-  return template ? template.replace("987654321", encodeURIComponent(String(id))) : null;
+  if (!template) return null;
+  const value = encodeURIComponent(String(id));
+  return template.replace("987654321", value).replace("00000000-0000-0000-0000-000000000000", value);
 }
 
 /** The same words as Django's filesizeformat (1024-based, one decimal), from a size in KiB. */

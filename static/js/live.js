@@ -11,10 +11,18 @@
 //   [data-host-id="3"]              a host's element; inside it: [data-field="state"] (badge),
 //       "last_seen" (<time>), "last_error", "libvirt_version", "hypervisor", "hypervisor_version",
 //       "virt_types", "cpus", "memory" (from memory_kib), "name"
+//   [data-vm-id="<uuid>"][data-version="7"]  a VM's element (a list row, the VM page); inside it:
+//       [data-field="state"] (badge), "name", "vcpus", "memory" (from memory_kib), "changed" (<time>),
+//       "spark" (the cell that holds the CPU sparkline while the VM runs). A vm.state message is
+//       applied only when its version is newer than data-version: older ones are dropped.
+//   Fields belong to the nearest object element around them: a host page's VM rows keep their own
+//   state badges when a host.state message arrives.
 //   [data-target-activity="host:3"] shows the active operation on that object (spinner, words, %)
 //   [data-live-region="name"] [data-live-watch="host:3 host:* op:* op:12 optarget:host:3"]
 //       a part of the page re-fetched (fetch(location.href), one request, debounced) and swapped
 //       when a matching event arrives; every region is also re-fetched after a reconnect.
+//       VM tokens: "vm:<uuid>" (a newer vm.state for that VM), "vmnew:<host>" (a vm.state for a VM
+//       this page does not show, or one that moved host), "vmbulk:<host>" (vm.bulk: many changed).
 import { $, $$, h, humanSizeKiB, setText, spinner, urlFor, within } from "./dom.js";
 import { opSummary, placeOperation, updateCount } from "./drawer.js";
 import {
@@ -25,6 +33,7 @@ import {
   progressText,
   updateProgress,
   virtTypes,
+  vmStateBadge,
 } from "./states.js";
 import { duration, renderTimes, setTime } from "./time.js";
 import { toast } from "./toasts.js";
@@ -68,6 +77,12 @@ export function handleMessage(message) {
       break;
     case "host.deleted":
       if (message.host && message.host.id !== undefined) hostDeleted(message.host);
+      break;
+    case "vm.state":
+      if (message.vm) applyVm(message);
+      break;
+    case "vm.bulk":
+      touch([`vmbulk:${message.host}`]);
       break;
     default:
       break; // unknown types are for other pages or later versions
@@ -164,22 +179,99 @@ function toastFinished(op) {
   }
 }
 
+// ------------------------------------------------------------------ objects and their fields
+
+const OBJECT_ROOTS = "[data-host-id], [data-vm-id], [data-operation-id]";
+
+/** The elements matching selector that belong to root's object, not to another object nested in it. */
+function own(root, selector) {
+  return within(root, selector).filter((el) => el === root || el.closest(OBJECT_ROOTS) === root);
+}
+
 // ------------------------------------------------------------------ hosts
 
 export function applyHost(host) {
   for (const root of $$(`[data-host-id="${CSS.escape(String(host.id))}"]`)) {
     root.dataset.state = host.state;
-    for (const el of within(root, '[data-field="state"]')) el.replaceWith(hostStateBadge(host.state, host.state_label));
-    for (const el of within(root, '[data-field="last_seen"]')) setTime(el, host.last_seen, el.dataset.none || "never");
-    for (const el of within(root, '[data-field="last_error"]')) setText(el, host.state === "unreachable" ? host.last_error : "");
+    for (const el of own(root, '[data-field="state"]')) el.replaceWith(hostStateBadge(host.state, host.state_label));
+    for (const el of own(root, '[data-field="last_seen"]')) setTime(el, host.last_seen, el.dataset.none || "never");
+    for (const el of own(root, '[data-field="last_error"]')) setText(el, host.state === "unreachable" ? host.last_error : "");
     for (const key of ["name", "libvirt_version", "hypervisor", "hypervisor_version", "cpus"]) {
-      if (key in host) for (const el of within(root, `[data-field="${key}"]`)) setText(el, host[key]);
+      if (key in host) for (const el of own(root, `[data-field="${key}"]`)) setText(el, host[key]);
     }
-    if ("memory_kib" in host) for (const el of within(root, '[data-field="memory"]')) setText(el, humanSizeKiB(host.memory_kib));
-    if ("virt_types" in host) for (const el of within(root, '[data-field="virt_types"]')) el.replaceWith(virtTypes(host.virt_types));
-    for (const el of within(root, "[data-show-when-state]")) el.hidden = el.dataset.showWhenState !== host.state;
+    if ("memory_kib" in host) for (const el of own(root, '[data-field="memory"]')) setText(el, humanSizeKiB(host.memory_kib));
+    if ("virt_types" in host) for (const el of own(root, '[data-field="virt_types"]')) el.replaceWith(virtTypes(host.virt_types));
+    for (const el of own(root, "[data-show-when-state]")) el.hidden = el.dataset.showWhenState !== host.state;
   }
   touch([`host:${host.id}`, "host:*"]);
+}
+
+// ------------------------------------------------------------------ VMs
+
+/**
+ * {"type": "vm.state", "vm": uuid, "host": 3, "name", "state", "state_label", "reason", "vcpus",
+ *  "memory_kib", "autostart", "version"}: update the VM's elements in place when the message is
+ * newer than what they show, then let the regions that watch the VM fetch the rest.
+ */
+// The newest vm.state seen per VM, so a region fetched just before a message cannot roll it back.
+const latestVm = new Map();
+const LATEST_MAX = 2000;
+
+function rememberVm(vm) {
+  const known = latestVm.get(String(vm.vm));
+  if (known && Number(known.version) >= Number(vm.version)) return;
+  latestVm.delete(String(vm.vm));
+  latestVm.set(String(vm.vm), vm);
+  if (latestVm.size > LATEST_MAX) latestVm.delete(latestVm.keys().next().value);
+}
+
+/** After a swap: re-apply messages newer than what the fetched HTML shows. */
+function reapplyVms(root) {
+  for (const el of within(root, "[data-vm-id][data-version]")) {
+    const vm = latestVm.get(el.dataset.vmId);
+    if (vm && Number(vm.version) > Number(el.dataset.version || 0)) applyVm(vm, { quiet: true });
+  }
+}
+
+export function applyVm(vm, { quiet = false } = {}) {
+  const id = String(vm.vm);
+  const version = Number(vm.version);
+  if (Number.isFinite(version)) rememberVm(vm);
+  const roots = $$(`[data-vm-id="${CSS.escape(id)}"]`);
+  let applied = roots.length === 0;
+  const moved = new Set();
+  for (const root of roots) {
+    if (Number.isFinite(version) && version <= Number(root.dataset.version || 0)) continue; // stale: drop it
+    applied = true;
+    if (Number.isFinite(version)) root.dataset.version = String(version);
+    const stateChanged = root.dataset.state !== vm.state;
+    root.dataset.state = vm.state;
+    if (vm.host !== undefined && root.dataset.host && root.dataset.host !== String(vm.host)) {
+      moved.add(root.dataset.host);
+      root.dataset.host = String(vm.host);
+    }
+    for (const el of own(root, '[data-field="state"]')) el.replaceWith(vmStateBadge(vm.state, vm.state_label, vm.reason));
+    if ("name" in vm) for (const el of own(root, '[data-field="name"]')) setText(el, vm.name);
+    if ("vcpus" in vm) for (const el of own(root, '[data-field="vcpus"]')) setText(el, vm.vcpus);
+    if ("memory_kib" in vm) for (const el of own(root, '[data-field="memory"]')) setText(el, humanSizeKiB(vm.memory_kib));
+    if (stateChanged) for (const el of own(root, '[data-field="changed"]')) setTime(el, new Date().toISOString());
+    for (const cell of own(root, '[data-field="spark"]')) updateSpark(cell, id, vm.state === "running");
+  }
+  if (!applied || quiet) return;
+  const tokens = [`vm:${id}`];
+  if (!roots.length) tokens.push(`vmnew:${vm.host}`);
+  for (const host of moved) tokens.push(`vmnew:${host}`, `vmnew:${vm.host}`);
+  touch(tokens);
+}
+
+/** A running VM's row shows a CPU sparkline (filled by stats.js); other states show none. */
+function updateSpark(cell, id, running) {
+  const spark = cell.querySelector(".kv-spark");
+  if (running && !spark) {
+    cell.append(h("span", { class: "kv-spark", "aria-label": "CPU usage", dataset: { statsObject: `vm:${id}`, statsMetric: "cpu" } }));
+  } else if (!running && spark) {
+    spark.remove();
+  }
 }
 
 function hostDeleted(host) {
@@ -253,6 +345,7 @@ async function run() {
       const current = $(sel);
       const fresh = doc.querySelector(sel);
       if (!current || !fresh) continue;
+      const focusedId = current.contains(document.activeElement) ? document.activeElement.id : "";
       const knownOps = new Set($$("[data-operation-id]", current).map((el) => el.dataset.operationId));
       const openDetails = new Set($$("details[open][id]", current).map((el) => el.id));
       const next = document.importNode(fresh, true);
@@ -261,7 +354,9 @@ async function run() {
       }
       for (const id of openDetails) next.querySelector(`details#${CSS.escape(id)}`)?.setAttribute("open", "");
       current.replaceWith(next);
+      reapplyVms(next);
       afterSwap(next);
+      if (focusedId) next.querySelector(`#${CSS.escape(focusedId)}`)?.focus({ preventScroll: true });
     }
     updateCount();
   } catch (error) {

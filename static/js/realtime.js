@@ -7,6 +7,34 @@ const MIN_DELAY = 1000;
 const MAX_DELAY = 30000;
 const CLOSE_UNAUTHENTICATED = 4401; // the server's close code for "not signed in"
 
+// Other modules (stats.js) listen to the same socket and may talk on it.
+const listeners = new Set();
+let current = null;
+
+/** Also call onMessage(message) for every message and onOpen({reconnected}) on every (re)connection. */
+export function onEvents({ onMessage = () => {}, onOpen = () => {} } = {}) {
+  const listener = { onMessage, onOpen };
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+/** Send a JSON message to the server; false when the socket is not open (onOpen will follow). */
+export function sendEvent(message) {
+  if (!current || current.readyState !== WebSocket.OPEN) return false;
+  current.send(JSON.stringify(message));
+  return true;
+}
+
+function notify(kind, value) {
+  for (const listener of listeners) {
+    try {
+      listener[kind](value);
+    } catch (error) {
+      console.error("kvmweb: a live update could not be applied", error);
+    }
+  }
+}
+
 export function connectEvents(path, { onMessage = () => {}, onOpen = () => {} } = {}) {
   const statusEl = document.getElementById("ws-status");
   const textEl = statusEl?.querySelector(".kv-conn-text");
@@ -57,7 +85,9 @@ export function connectEvents(path, { onMessage = () => {}, onOpen = () => {} } 
       opened = true;
       attempt = 0;
       show("live", "Live", "Live updates are on: this page changes as things happen");
+      current = socket;
       onOpen({ reconnected });
+      notify("onOpen", { reconnected });
     });
     socket.addEventListener("message", (event) => {
       let message;
@@ -72,10 +102,11 @@ export function connectEvents(path, { onMessage = () => {}, onOpen = () => {} } 
         } catch (error) {
           console.error("kvmweb: a live update could not be applied", error);
         }
+        notify("onMessage", message);
       }
     });
     socket.addEventListener("close", (event) => {
-      socket = null;
+      socket = current = null;
       if (event.code === CLOSE_UNAUTHENTICATED) {
         // The session ended (signed out elsewhere, or expired): retrying cannot help.
         stopped = true;

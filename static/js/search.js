@@ -1,7 +1,8 @@
 // The top-bar search (#global-search). For now it filters the current page's table or list:
 // tables marked [data-searchable] (their tbody rows) and lists marked [data-searchable-list]
-// (their <li> children). "/" focuses it from anywhere, Escape clears it. On a page with nothing to
-// filter, Enter opens the hosts list filtered by the words (?q=...).
+// (their <li> children). "/" focuses it from anywhere, Escape clears it. On a page with a server-side
+// search (input[data-page-search]), Enter runs that search over every page. On a page with nothing
+// to filter, Enter opens the hosts list filtered by the words (?q=...).
 import { $, $$, h } from "./dom.js";
 
 const input = () => $("#global-search");
@@ -59,7 +60,8 @@ export function initSearch() {
   const el = input();
   if (!el) return;
   const first = targets()[0];
-  el.placeholder = first?.dataset.searchLabel || (first ? "Filter this page" : "Find a host");
+  const pageSearch = $("input[data-page-search]");
+  el.placeholder = first?.dataset.searchLabel || pageSearch?.dataset.searchLabel || (first ? "Filter this page" : "Find a host");
   el.setAttribute("aria-label", el.placeholder);
 
   const q = new URLSearchParams(window.location.search).get("q");
@@ -78,6 +80,14 @@ export function initSearch() {
   });
   el.form?.addEventListener("submit", (event) => {
     event.preventDefault();
+    // A page that searches on the server (the VM list) has its own search field: Enter searches
+    // every page there, while typing filters the rows in view.
+    const pageSearch = $("input[data-page-search]");
+    if (pageSearch?.form) {
+      pageSearch.value = el.value.trim();
+      pageSearch.form.requestSubmit();
+      return;
+    }
     if (!targets().length && el.value.trim()) {
       const url = new URL(document.body.dataset.urlHosts || "/hosts/", window.location.origin);
       url.searchParams.set("q", el.value.trim());

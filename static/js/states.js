@@ -16,16 +16,19 @@ export const OP_STATUSES = {
   cancelled: { tone: "grey", icon: "circle-minus", label: "Cancelled" },
 };
 
-// libvirt's words for a guest, for the VM pages to come.
+// libvirt's words for a guest (templates/partials/vm_badge.html is the server's twin). The server's
+// state_label wins over these labels when a message carries one; a `short` word fits the badge
+// and the full label goes in its title.
 export const VM_STATES = {
   running: { tone: "green", icon: "player-play", label: "Running" },
   blocked: { tone: "green", icon: "player-play", label: "Blocked" },
   paused: { tone: "amber", icon: "player-pause", label: "Paused" },
-  pmsuspended: { tone: "amber", icon: "zzz", label: "Suspended" },
+  pmsuspended: { tone: "amber", icon: "zzz", label: "Suspended (power management)", short: "Suspended" },
   shutdown: { tone: "blue", spin: true, label: "Shutting down" },
   shutoff: { tone: "grey", icon: "power", label: "Shut off" },
   crashed: { tone: "red", icon: "alert-triangle", label: "Crashed" },
-  gone: { tone: "grey", icon: "ghost", label: "Gone" },
+  nostate: { tone: "grey", icon: "help-circle", label: "No state" },
+  gone: { tone: "grey", icon: "ghost", label: "Gone", dashed: true },
   migrating: { tone: "blue", spin: true, label: "Migrating" },
   saving: { tone: "blue", spin: true, label: "Saving" },
   creating: { tone: "blue", spin: true, label: "Creating" },
@@ -51,6 +54,16 @@ export function hostStateBadge(state, label) {
   return badge(HOST_STATES[state], label || HOST_STATES[state]?.label || state, {
     dataset: { field: "state", state },
   });
+}
+
+/** A VM's state badge; `reason` (libvirt's state reason) goes in the title, as the template does. */
+export function vmStateBadge(state, label, reason) {
+  const meta = VM_STATES[state];
+  const text = label || meta?.label || state;
+  const title = reason ? `${text}: ${reason}` : meta?.short ? text : null;
+  const el = badge(meta, meta?.short || text, { dataset: { field: "state", state }, title });
+  if (meta?.dashed) el.classList.add("kv-badge-gone");
+  return el;
 }
 
 export function opStatusBadge(status) {
