@@ -42,6 +42,7 @@ class Supervisor:
         self.open_timeout = open_timeout
         self.db = DaemonExecutor("watcher-db", db_threads, on_exit=connections.close_all)
         self.watchers: dict[int, HostWatcher] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self.listening = asyncio.Event()
         self.syncs = 0
@@ -72,16 +73,22 @@ class Supervisor:
         for host_id in plan.stop:
             watcher = self.watchers.pop(host_id)
             log.info("host %s: disabled or removed; disconnecting", watcher.spec.name)
-            await watcher.stop()
+            self._retire(watcher)
         for spec in plan.restart:
             log.info("host %s: URI or credentials changed; reconnecting to %s", spec.name, spec.target.uri)
-            await self.watchers.pop(spec.id).stop()
+            self._retire(self.watchers.pop(spec.id))
             self._start(spec)
         for spec in plan.start:
             log.info("host %s: watching %s", spec.name, spec.target.uri)
             self._start(spec)
         for spec in plan.rename:
             self.watchers[spec.id].spec = spec
+
+    def _retire(self, watcher: HostWatcher) -> None:
+        """Stop a watcher in the background: closing a dead host's connection can take seconds."""
+        task = asyncio.get_running_loop().create_task(watcher.stop(), name=f"stop {watcher.spec.name}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def _start(self, spec: HostSpec) -> None:
         watcher = HostWatcher(spec, db=self.db, api=self.api, keepalive=self.keepalive, open_timeout=self.open_timeout)
@@ -90,7 +97,7 @@ class Supervisor:
 
     async def close(self) -> None:
         watchers, self.watchers = list(self.watchers.values()), {}
-        await asyncio.gather(*(w.stop() for w in watchers), return_exceptions=True)
+        await asyncio.gather(*(w.stop() for w in watchers), *self._retiring, return_exceptions=True)
         # The database threads finish their current write and close their connections.
         self.db.shutdown(wait=False, cancel_futures=True)
         if not await asyncio.to_thread(self.db.join, DB_CLOSE_TIMEOUT):

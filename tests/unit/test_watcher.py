@@ -467,6 +467,26 @@ async def test_real_driver_records_follow_a_guest_through_define_start_stop_and_
     assert (vm.name, vm.vcpus, vm.memory_kib, vm.domain_type, vm.owner_id) == (name, 2, 65536, "test", None)
 
 
+async def test_a_host_hung_in_libvirt_does_not_delay_another_hosts_events(db_threads):  # type: ignore[no-untyped-def]
+    slow_host = await orm(db_threads, lambda: make_host("slow"))
+    quick_host = await orm(db_threads, lambda: make_host("quick"))
+    slow, quick = FakeHost(), FakeHost()
+    hung, moved = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+    slow.domains[hung] = domain(hung, "hung")
+    quick.domains[moved] = domain(moved, "moved")
+    admins = await Inbox.join(groups.ADMINS)
+    async with watching(slow, slow_host, db_threads) as w_slow, watching(quick, quick_host, db_threads) as w_quick:
+        await settle(w_slow)
+        await settle(w_quick)
+        slow.fetch_gate = threading.Event()  # the slow host's libvirt calls now hang
+        slow.emit("domain", hung, "suspended", "paused")
+        quick.domains[moved] = domain(moved, "moved", state="paused", reason="user")
+        quick.emit("domain", moved, "suspended", "paused")
+        message = await admins.next_of("vm.state", vm=moved, state="paused")
+        assert message["host"] == quick_host.pk and slow.fetches == [("domain", hung)]
+        slow.fetch_gate.set()
+
+
 # -- connections come and go --------------------------------------------------------------------
 
 
@@ -645,6 +665,43 @@ async def test_host_disabled_while_connecting_is_let_go_and_watched_again_once_e
     finally:
         stop.set()
         await asyncio.wait_for(running, 5)
+
+
+async def test_a_connection_slow_to_close_does_not_hold_up_starting_another(db_threads):  # type: ignore[no-untyped-def]
+    api = Hosts()
+    old = await orm(db_threads, lambda: make_host("old", uri="test:///old.xml"))
+    api.by_uri["test:///old.xml"] = FakeHost()
+    release = asyncio.Event()
+
+    class HangingStream(FakeStream):
+        async def close(self) -> None:  # type: ignore[override]
+            await release.wait()  # a dead remote host: the close does not come back soon
+            self.closed = True
+
+    real_open = api.by_uri["test:///old.xml"].open_event_stream
+
+    async def open_hanging(*args: Any, **kwargs: Any) -> FakeStream:
+        stream = await real_open(*args, **kwargs)
+        hanging = HangingStream(stream.host)
+        stream.host.streams[-1] = hanging
+        return hanging
+
+    api.by_uri["test:///old.xml"].open_event_stream = open_hanging  # type: ignore[method-assign]
+    supervisor = Supervisor(api=api, check_every=60)
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(supervisor.run(stop))
+    try:
+        await _until(lambda: old.pk in supervisor.watchers and supervisor.watchers[old.pk].connected.is_set())
+        await orm(db_threads, lambda: Host.objects.filter(pk=old.pk).update(enabled=False, state="disabled"))
+        new = await orm(db_threads, lambda: make_host("new", uri="test:///new.xml"))
+        await supervisor.sync()  # stops "old" (hangs) and starts "new" in one go
+        await asyncio.wait_for(supervisor.watchers[new.pk].connected.wait(), 5)
+        assert not api.by_uri["test:///old.xml"].streams[0].closed
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.wait_for(running, 5)
+    assert api.by_uri["test:///old.xml"].streams[0].closed
 
 
 async def test_shutdown_closes_every_event_connection(db_threads):  # type: ignore[no-untyped-def]
