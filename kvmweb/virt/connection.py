@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
@@ -128,6 +129,19 @@ def _alive(conn: Connection) -> bool:
         return False
 
 
+# isAlive() only knows what the socket has noticed: after the daemon restarts, a connection idle
+# since then still looks alive until a call fails. One cheap round trip after a pause catches it.
+PROBE_AFTER_IDLE = 1.0
+
+
+def _answers(conn: Connection) -> bool:
+    try:
+        conn.getLibVersion()
+    except libvirt.libvirtError:
+        return False
+    return True
+
+
 def _close_quietly(conn: Connection) -> None:
     # Already closed or already broken: either way it is gone.
     with suppress(libvirt.libvirtError):
@@ -144,6 +158,7 @@ class _Cache:
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._conns: dict[HostTarget, Connection] = {}
+        self._used: dict[HostTarget, float] = {}
         self._target_locks: dict[HostTarget, threading.Lock] = {}
 
     def get(self, target: HostTarget, settings: ConnectionSettings) -> Connection:
@@ -161,14 +176,21 @@ class _Cache:
     def _reuse_or_open(self, target: HostTarget, settings: ConnectionSettings) -> Connection:
         with self._lock:
             cached = self._conns.get(target)
-        if cached is not None and _alive(cached):
+            idle = time.monotonic() - self._used.get(target, 0.0)
+        if cached is not None and _alive(cached) and (idle < PROBE_AFTER_IDLE or _answers(cached)):
+            self._touch(target)
             return cached
         if cached is not None:
             self.drop(target, cached)
         conn = _open_with_deadline(target, settings)
         with self._lock:
             self._conns[target] = conn
+        self._touch(target)
         return conn
+
+    def _touch(self, target: HostTarget) -> None:
+        with self._lock:
+            self._used[target] = time.monotonic()
 
     def drop(self, target: HostTarget, conn: Connection) -> None:
         """Forget ``conn`` unless another thread has already replaced it."""

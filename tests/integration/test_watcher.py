@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import queue
 import shutil
 import signal
@@ -401,6 +402,40 @@ def test_lost_connection_marks_host_unreachable_then_reconnects_and_reconciles( 
             remove_guest(lab_host, newcomer, delete_volume=False)
     log = stack["watcher_log"].read_text()
     assert "host cut: connection lost" in log and "host cut (" in log and "reconnected" in log
+
+
+def _restart_lab_libvirtd() -> None:
+    """SIGTERM the lab's libvirtd (guests keep running) and start it again with the lab script."""
+    pid = int(Path("/run/libvirtd.pid").read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="libvirtd to exit")
+    subprocess.run(["bash", str(ROOT / "scripts/lab/lab.sh"), "start"], check=True, capture_output=True, timeout=120)
+
+
+def test_real_libvirtd_restart_is_survived_and_state_is_right_afterwards(  # type: ignore[no-untyped-def]
+    stack, transactional_db, lab_host, libvirt_host, own_guest
+):
+    ada = make_user("ada", admin=True)
+    with listening(stack, ada) as ws:
+        host = watch("lab", libvirt_host)
+        ws.wait_for(host_message(host, "connected"), timeout=30, what="the host connected")
+        if virt.domain_state(lab_host.target, own_guest).state != "running":
+            virt.start_domain(lab_host.target, own_guest)
+        wait_for_row(own_guest, lambda vm: vm.state == "running", timeout=10, what="the guest running")
+
+        ws.mark()
+        _restart_lab_libvirtd()
+        ws.wait_for(host_message(host, "unreachable"), timeout=15, what="the host unreachable")
+        ws.wait_for(host_message(host, "connected"), timeout=60, what="the host reconnected")
+        # The guest survived the daemon restart, and the index says so.
+        assert virt.domain_state(lab_host.target, own_guest).state == "running"
+        assert vm_row(own_guest).state == "running"  # type: ignore[union-attr]
+
+        ws.mark()
+        virsh(libvirt_host, "suspend", own_guest)
+        ws.wait_for(vm_message(own_guest, "paused"), timeout=10, what="an event from the restarted daemon")
+        virsh(libvirt_host, "resume", own_guest)
+        ws.wait_for(vm_message(own_guest, "running"), timeout=10, what="the guest resumed")
 
 
 def test_host_that_stops_answering_is_found_dead_by_keepalive(  # type: ignore[no-untyped-def]
