@@ -28,7 +28,7 @@ def _trusted_proxy(peer: str) -> bool:
         address = ip_address(peer)
     except ValueError:
         return False
-    return any(address in ip_network(cidr) for cidr in settings.KVMWEB_TRUSTED_PROXIES)
+    return any(address in ip_network(cidr) for cidr in settings.KVMWEB_PROXY_PEERS)
 
 
 def client_ip(request: HttpRequest) -> str | None:

@@ -203,8 +203,9 @@ KVMWEB_LIBVIRT_OPEN_TIMEOUT = env.float("KVMWEB_LIBVIRT_OPEN_TIMEOUT", default=1
 # Default deadline for an operation; the reaper fails running operations past it.
 KVMWEB_OPERATION_DEADLINE = env.int("KVMWEB_OPERATION_DEADLINE", default=900)
 
-# Peers whose X-Real-IP header names the client (the front proxy). Unix-socket peers are always ours.
-KVMWEB_TRUSTED_PROXIES = env.list("KVMWEB_TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"])
+# Peers whose X-Real-IP header names the client: kvmweb's own nginx. Unix-socket peers are always
+# ours. (KVMWEB_TRUSTED_PROXIES is a different knob: the proxies nginx itself believes.)
+KVMWEB_PROXY_PEERS = env.list("KVMWEB_PROXY_PEERS", default=["127.0.0.1/32", "::1/128"])
 
 LOGGING = {
     "version": 1,
