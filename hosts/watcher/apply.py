@@ -100,14 +100,14 @@ def pool_payload(pool: StoragePool) -> dict[str, Any]:
 
 
 def host_connected(
-    host_id: int, inventory: virt.HostInventory, info: virt.HostInfo
+    host_id: int, inventory: virt.HostInventory, info: virt.HostInfo, ksm: virt.KsmInfo | None = None
 ) -> tuple[Host, dict[str, Any]] | None:
     """After a (re)connect: the full reconcile, then the host is marked connected. None if the host is gone."""
     host = host_row(host_id)
     if host is None:
         return None
     summary = host_reconcile(host=host, inventory=inventory)
-    host_apply_info(host=host, info=info)
+    host_apply_info(host=host, info=info, ksm=ksm)
     return host, summary
 
 

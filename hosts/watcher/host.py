@@ -148,7 +148,8 @@ class HostWatcher:
         try:
             inventory = await run_in(self._libvirt, self.api.get_inventory, target)
             info = await run_in(self._libvirt, self.api.get_host_info, target)
-            result = await run_db(self._db, apply.host_connected, self.spec.id, inventory, info)
+            ksm = await run_in(self._libvirt, self.api.get_host_memory_params, target)
+            result = await run_db(self._db, apply.host_connected, self.spec.id, inventory, info, ksm)
             if result is None:
                 raise HostGone
             self._host, self.last_reconcile = result

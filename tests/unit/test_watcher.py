@@ -124,6 +124,9 @@ class FakeHost:
     def get_host_info(self, target: virt.HostTarget) -> virt.HostInfo:
         return self.info
 
+    def get_host_memory_params(self, target: virt.HostTarget) -> virt.KsmInfo | None:
+        return None
+
     def _fetch(self, kind: str, table: dict[str, Any], uuid: str) -> Any:
         self.fetches.append((kind, uuid))
         if self.fetch_gate is not None:
