@@ -8,6 +8,7 @@ from typing import Any
 
 from hosts.models import Host
 from kvmweb import virt
+from kvmweb.observed import observe
 from networks.models import Network
 
 OBSERVED = ("name", "active", "autostart", "persistent", "bridge", "forward_mode", "xml")
@@ -34,10 +35,7 @@ def networks_apply_inventory(*, host: Host, networks: Sequence[virt.NetworkRecor
         row = rows.pop(record.uuid, None)
         if row is None:
             create.append(Network(host=host, uuid=record.uuid, **values))
-        elif row.gone_since is not None or any(getattr(row, k) != v for k, v in values.items()):
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.gone_since = None
+        elif observe(row, values):
             update.append(row)
     for row in rows.values():
         if row.gone_since is None:
@@ -63,10 +61,7 @@ def network_apply_record(*, host: Host, uuid: str, record: virt.NetworkRecord | 
     values = _values(record)
     if row is None:
         return Network.objects.create(host=host, uuid=uuid, **values)
-    if row.gone_since is None and all(getattr(row, k) == v for k, v in values.items()):
+    if not observe(row, values):
         return None
-    for key, value in values.items():
-        setattr(row, key, value)
-    row.gone_since = None
     row.save(update_fields=[*OBSERVED, "gone_since", "updated"])
     return row

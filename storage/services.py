@@ -8,6 +8,7 @@ from typing import Any
 
 from hosts.models import Host
 from kvmweb import virt
+from kvmweb.observed import observe
 from storage.models import StoragePool, Volume
 
 POOL_FIELDS = ("name", "type", "state", "autostart", "persistent", "capacity", "allocation", "available",
@@ -55,10 +56,7 @@ def storage_apply_inventory(
             row = StoragePool(host=host, uuid=record.uuid, **values)
             rows[record.uuid] = row
             create.append(row)
-        elif row.gone_since is not None or any(getattr(row, k) != v for k, v in values.items()):
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.gone_since = None
+        elif observe(row, values):
             update.append(row)
     listed = {record.uuid for record in pools}
     for uuid, row in rows.items():
@@ -116,11 +114,8 @@ def pool_apply_record(*, host: Host, uuid: str, record: virt.PoolRecord | None, 
     values = _pool_values(record)
     if row is None:
         return StoragePool.objects.create(host=host, uuid=uuid, **values)
-    if row.gone_since is None and all(getattr(row, k) == v for k, v in values.items()):
+    if not observe(row, values):
         return None
-    for key, value in values.items():
-        setattr(row, key, value)
-    row.gone_since = None
     row.save(update_fields=[*POOL_FIELDS, "gone_since", "updated"])
     return row
 
