@@ -26,6 +26,8 @@ User = AbstractBaseUser | AnonymousUser
 
 # Actions only administrators may take, whatever the object.
 ADMIN_ACTIONS = frozenset({"host.add", "host.change", "host.delete", "host.refresh", "audit.view"})
+# Actions on a VM that administrators and the VM's owner may take.
+OWNER_ACTIONS = frozenset({"vm.act"})
 
 
 def is_admin(user: User) -> bool:
@@ -104,6 +106,21 @@ def require(user: User, action: str, obj: Any = None) -> None:
         raise NotVisible("Not found.")
     if action in ADMIN_ACTIONS and not is_admin(user):
         raise Forbidden("Only administrators can do that.")
+    if action in OWNER_ACTIONS and not _owns_or_admin(user, obj):
+        raise Forbidden("Only the VM's owner or an administrator can do that.")
+
+
+def _owns_or_admin(user: User, obj: Any) -> bool:
+    return is_admin(user) or (obj is not None and getattr(obj, "owner_id", None) == user.pk)
+
+
+def can_act(user: User, vm: "VirtualMachine | None" = None) -> bool:
+    """Whether `user` may take power actions on `vm` (on any VM they see, when None): for templates."""
+    if not user.is_authenticated:
+        return False
+    if vm is None:
+        return True  # everyone who sees a VM owns it or administers it; bulk checks each one again
+    return _owns_or_admin(user, vm)
 
 
 def event_groups(user: User) -> list[str]:

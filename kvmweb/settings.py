@@ -202,6 +202,9 @@ SPECTACULAR_SETTINGS = {
 KVMWEB_LIBVIRT_OPEN_TIMEOUT = env.float("KVMWEB_LIBVIRT_OPEN_TIMEOUT", default=10.0)
 # Default deadline for an operation; the reaper fails running operations past it.
 KVMWEB_OPERATION_DEADLINE = env.int("KVMWEB_OPERATION_DEADLINE", default=900)
+# How long a shutdown waits for the guest to power off before the operation fails (it never
+# escalates to a forced power-off by itself). A request may ask for another value, up to 1800 s.
+KVMWEB_SHUTDOWN_TIMEOUT = env.int("KVMWEB_SHUTDOWN_TIMEOUT", default=120)
 
 # Peers whose X-Real-IP header names the client: kvmweb's own nginx. Unix-socket peers are always
 # ours. (KVMWEB_TRUSTED_PROXIES is a different knob: the proxies nginx itself believes.)

@@ -84,3 +84,10 @@ def vm_state_counts(user: AbstractBaseUser | AnonymousUser) -> dict[str, int]:
     for row in rows:
         counts[row["state"]] = row["n"]
     return counts
+
+
+def vms_get_many(user: AbstractBaseUser | AnonymousUser, uuids: list[UUID]) -> tuple[list[VirtualMachine], list[UUID]]:
+    """The VMs among `uuids` that `user` may see, in the order asked, and the other UUIDs (unknown or hidden)."""
+    found = {vm.uuid: vm for vm in access.visible_vms(user).select_related("host", "owner").filter(uuid__in=uuids)}
+    ordered = list(dict.fromkeys(uuids))
+    return [found[uuid] for uuid in ordered if uuid in found], [uuid for uuid in ordered if uuid not in found]

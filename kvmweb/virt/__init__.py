@@ -19,7 +19,6 @@ from kvmweb.virt.domains import (
     get_domain_xml,
     list_domains,
     set_autostart,
-    shutdown_domain,
     start_domain,
     undefine_domain,
 )
@@ -44,6 +43,17 @@ from kvmweb.virt.inventory import (
     get_network_record,
     get_pool_record,
     get_pool_volumes,
+)
+from kvmweb.virt.lifecycle import (
+    PowerMode,
+    guest_agent_answers,
+    managed_save_domain,
+    managed_save_remove,
+    reboot_domain,
+    resume_domain,
+    send_ctrl_alt_del,
+    shutdown_domain,
+    suspend_domain,
 )
 from kvmweb.virt.stats import get_domain_stats, get_host_memory_params, get_host_stats
 from kvmweb.virt.target import SCHEMES, HostTarget, validate_uri
@@ -91,6 +101,7 @@ __all__ = (
     "OperationTimeout",
     "PageCount",
     "PoolRecord",
+    "PowerMode",
     "SecurityModel",
     "UnsafeXML",
     "Unsupported",
@@ -115,12 +126,19 @@ __all__ = (
     "get_network_record",
     "get_pool_record",
     "get_pool_volumes",
+    "guest_agent_answers",
     "list_domains",
+    "managed_save_domain",
+    "managed_save_remove",
     "open_event_stream",
+    "reboot_domain",
     "register_event_loop",
+    "resume_domain",
+    "send_ctrl_alt_del",
     "set_autostart",
     "shutdown_domain",
     "start_domain",
+    "suspend_domain",
     "undefine_domain",
     "use_asyncio_event_loop",
     "validate_uri",

@@ -64,18 +64,11 @@ def define_domain(target: HostTarget, xml: str) -> DomainSummary:
 
 
 def start_domain(target: HostTarget, uuid: str) -> None:
+    """Boot the domain, or restore it when it has a managed save image (libvirt picks)."""
     with connect(target) as conn:
         dom = _lookup(conn, uuid)
-        _require_active(dom, False, "The virtual machine is already running.")
+        require_active(dom, False, "The virtual machine is already running.")
         dom.create()
-
-
-def shutdown_domain(target: HostTarget, uuid: str) -> None:
-    """Ask the guest to power off (ACPI); it may take a while, or refuse."""
-    with connect(target) as conn:
-        dom = _lookup(conn, uuid)
-        _require_active(dom, True, "The virtual machine is not running.")
-        dom.shutdown()
 
 
 def destroy_domain(target: HostTarget, uuid: str) -> None:
@@ -107,7 +100,8 @@ def _lookup(conn: Connection, uuid: str) -> Domain:
     return lookup.domain(conn, uuid)
 
 
-def _require_active(dom: Domain, active: bool, message: str) -> None:
+def require_active(dom: Domain, active: bool, message: str) -> None:
+    """For this package's lifecycle functions: refuse plainly when the domain is (not) running."""
     # Drivers disagree on how to report this (qemu: operation-invalid; test: internal error),
     # so asking first gives callers the same answer on every host.
     if bool(dom.isActive()) != active:

@@ -1,4 +1,5 @@
 // kvmweb's page script, loaded as an ES module by base.html on every page.
+import { initActions } from "./actions.js";
 import { $$ } from "./dom.js";
 import { initDrawer } from "./drawer.js";
 import { initForms } from "./forms.js";
@@ -87,6 +88,7 @@ function initContent(root) {
   renderTimes(root);
   enhanceForms(root);
   initForms(root);
+  initActions(root);
   initTooltips(root);
   initSelection(root);
   initWidgets(root);
@@ -100,6 +102,7 @@ initServerToasts();
 startClock();
 enhanceForms();
 initForms();
+initActions();
 initSearch();
 initDrawer();
 initSelection();

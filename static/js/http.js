@@ -1,6 +1,7 @@
 // fetch() with the CSRF token, and progressive enhancement for POST forms marked
 // data-enhance="fetch": they are sent in the background and answered with a toast, and fall back to
-// a normal submission if the request cannot be made.
+// a normal submission if the request cannot be made. When the answer is in, the form receives a
+// "kv:form-done" event, detail {ok, refused, messages, operation, submitter}.
 import { $$, spinner } from "./dom.js";
 import { adoptMessages, toast } from "./toasts.js";
 
@@ -35,10 +36,13 @@ async function submitInBackground(form, submitter) {
   const button = submitter || form.querySelector("[type=submit]");
   const body = new FormData(form, submitter || undefined);
   const restore = busy(button);
+  // a submit button's formaction (bulk actions: one form, one endpoint per button) wins over the form's
+  const url = submitter?.hasAttribute("formaction") ? submitter.formAction : form.action;
+  const outcome = { ok: false, refused: false, messages: [], operation: null, submitter };
   let response;
   try {
     response = await csrfFetch(
-      form.action,
+      url,
       { method: "POST", body, headers: { Accept: "application/json, text/html;q=0.9" } },
       form,
     );
@@ -51,6 +55,8 @@ async function submitInBackground(form, submitter) {
     const type = response.headers.get("content-type") || "";
     if (type.includes("application/json")) {
       const data = await response.json().catch(() => ({}));
+      outcome.ok = response.ok;
+      outcome.operation = data.operation || null;
       if (response.ok && data.operation) {
         operationListener(data.operation);
         const op = data.operation;
@@ -64,6 +70,10 @@ async function submitInBackground(form, submitter) {
       const html = await response.text();
       const doc = new DOMParser().parseFromString(html, "text/html");
       const shown = adoptMessages(doc);
+      outcome.ok = response.ok;
+      // a refusal comes back as an error or warning message on the redirected page
+      outcome.refused = !!doc.querySelector("#toasts [data-message].kv-toast-red, #toasts [data-message].kv-toast-amber");
+      outcome.messages = [...doc.querySelectorAll("#toasts [data-message]")].map((el) => el.textContent.trim());
       if (!shown) {
         if (response.ok) toast({ tone: "blue", text: "Request sent." });
         else if (response.status === 403) toast({ tone: "red", title: "Not allowed", text: "You may not do this." });
@@ -72,6 +82,8 @@ async function submitInBackground(form, submitter) {
     }
   } finally {
     restore();
+    // other modules (actions.js) follow what became of the request
+    form.dispatchEvent(new CustomEvent("kv:form-done", { bubbles: true, detail: outcome }));
   }
 }
 

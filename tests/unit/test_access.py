@@ -23,6 +23,7 @@ UI = [
     ("get", "/audit/", {"ada": 200, "alice": 403, "bob": 403, "anon": 302}),
     ("get", "/vms/", {"ada": 200, "alice": 200, "bob": 200, "anon": 302}),
     ("get", "/vms/{vm}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 302}),
+    ("post", "/vms/{vm}/actions/suspend/", {"ada": 302, "alice": 302, "bob": 404, "anon": 302}),
     ("get", "/networks/", {"ada": 200, "alice": 200, "bob": 200, "anon": 302}),
     ("get", "/networks/{network}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 302}),
     ("get", "/storage/", {"ada": 200, "alice": 200, "bob": 200, "anon": 302}),
@@ -39,6 +40,7 @@ API = [
     ("get", "/api/v1/operations/{op}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 401}),
     ("get", "/api/v1/vms/", {"ada": 200, "alice": 200, "bob": 200, "anon": 401}),
     ("get", "/api/v1/vms/{vm}/", {"ada": 200, "alice": 200, "bob": 404, "anon": 401}),
+    ("post", "/api/v1/vms/{vm}/actions/suspend/", {"ada": 202, "alice": 202, "bob": 404, "anon": 401}),
 ]
 PERSONAS = ["ada", "alice", "bob", "anon"]
 BODIES = {

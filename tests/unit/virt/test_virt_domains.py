@@ -84,13 +84,6 @@ def test_start_shutdown_and_destroy_change_the_observed_state(
     assert virt.domain_state(target, scratch_domain.uuid) == virt.DomainState("shutoff", "destroyed")
 
 
-def test_shutting_down_a_shut_off_domain_is_an_invalid_operation(
-    target: virt.HostTarget, scratch_domain: virt.DomainSummary
-) -> None:
-    with pytest.raises(virt.InvalidOperation, match="not running"):
-        virt.shutdown_domain(target, scratch_domain.uuid)
-
-
 def test_undefine_removes_the_domain(target: virt.HostTarget, scratch_domain: virt.DomainSummary) -> None:
     virt.undefine_domain(target, scratch_domain.uuid)
 

@@ -1,0 +1,151 @@
+"""Operation handlers for VM power and state actions, run by a worker.
+
+Each one re-reads the VM row and its host, calls the adapter, then refreshes the row from a fresh
+look at the domain and publishes it, so the page is right even without the events process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.utils import timezone
+
+from hosts.models import Host
+from kvmweb import virt
+from kvmweb.errors import Invalid, KvmwebError
+from kvmweb.operations.models import Operation
+from kvmweb.operations.registry import operation_kind
+from kvmweb.operations.services import Progress
+from vms.messages import vms_publish
+from vms.models import VirtualMachine
+from vms.services import vm_apply_record
+
+POLL_INTERVAL = 0.5
+AGENT_PING_TIMEOUT = 2
+
+
+def _vm(op: Operation) -> tuple[VirtualMachine, Host]:
+    vm = VirtualMachine.objects.select_related("host").filter(uuid=op.target_id).first()
+    if vm is None or vm.state == VirtualMachine.State.GONE:
+        raise Invalid(f"{op.target_label} is no longer on its host.")
+    return vm, vm.host
+
+
+def vm_refresh(host: Host, uuid: str) -> VirtualMachine | None:
+    """Make the row match what libvirt says now, and publish it when it changed."""
+    try:
+        record: virt.DomainRecord | None = virt.get_domain_record(host.virt_target(), uuid)
+    except virt.NotFound:
+        record = None
+    vm = vm_apply_record(host=host, uuid=uuid, record=record, now=timezone.now())
+    if vm is not None:
+        vms_publish([vm], host_id=host.pk)
+    return vm
+
+
+def _refresh_after(host: Host, uuid: str) -> None:
+    """Refresh after an action, which may itself have failed: that failure is the one to report."""
+    with contextlib.suppress(virt.VirtError):  # the events process or the next reconcile corrects the row
+        vm_refresh(host, uuid)
+
+
+def _simple(
+    call: Callable[[virt.HostTarget, str], None], doing: str
+) -> Callable[[Operation, Progress], dict[str, Any]]:
+    def handler(op: Operation, progress: Progress) -> dict[str, Any]:
+        vm, host = _vm(op)
+        progress(10, f"{doing} {vm.name}")
+        try:
+            call(host.virt_target(), str(vm.uuid))
+        finally:
+            _refresh_after(host, str(vm.uuid))
+        return {"state": _state_of(vm)}
+
+    return handler
+
+
+def _state_of(vm: VirtualMachine) -> str:
+    return str(VirtualMachine.objects.filter(pk=vm.pk).values_list("state", flat=True).first() or "")
+
+
+def _choose_mode(host: Host, vm: VirtualMachine, mode: str) -> virt.PowerMode:
+    """`auto` is the agent when it answers, else the hypervisor's default (ACPI on QEMU without an agent)."""
+    if mode == "acpi":
+        return "acpi"
+    if mode == "agent":
+        return "agent"
+    return "agent" if virt.guest_agent_answers(host.virt_target(), str(vm.uuid), AGENT_PING_TIMEOUT) else None
+
+
+def _described(mode: virt.PowerMode) -> str:
+    return {"acpi": "the ACPI power button", "agent": "the guest agent"}.get(mode or "", "ACPI")
+
+
+def _shutdown(op: Operation, progress: Progress) -> dict[str, Any]:
+    vm, host = _vm(op)
+    target, uuid = host.virt_target(), str(vm.uuid)
+    timeout = int(op.params.get("timeout", 120))
+    progress(5, f"Checking whether the guest agent of {vm.name} answers")
+    mode = _choose_mode(host, vm, str(op.params.get("mode", "auto")))
+    progress(10, f"Asking {vm.name} to shut down through {_described(mode)}")
+    virt.shutdown_domain(target, uuid, mode=mode)
+    began = time.monotonic()
+    deadline = began + timeout
+    while True:
+        try:
+            state = virt.domain_state(target, uuid).state
+        except virt.NotFound:  # a transient guest is gone once it is off
+            state = "shutoff"
+        elapsed = time.monotonic() - began
+        if state == "shutoff":
+            vm_refresh(host, uuid)
+            return {"state": "shutoff", "mode": mode or "default", "seconds": round(elapsed, 1)}
+        if time.monotonic() >= deadline:
+            vm_refresh(host, uuid)
+            raise KvmwebError(
+                f"{vm.name} did not shut down within {timeout} s. "
+                "The guest may be ignoring ACPI; use Force off if you must."
+            )
+        waited = f"Waiting for {vm.name} to shut down ({int(elapsed)} s of {timeout} s)"
+        progress(10 + int(85 * elapsed / timeout), waited)
+        time.sleep(POLL_INTERVAL)  # the worker waits on the hypervisor; nothing else can tell it sooner
+
+
+def _reboot(op: Operation, progress: Progress) -> dict[str, Any]:
+    vm, host = _vm(op)
+    mode = _choose_mode(host, vm, str(op.params.get("mode", "auto")))
+    progress(20, f"Asking {vm.name} to reboot through {_described(mode)}")
+    try:
+        virt.reboot_domain(host.virt_target(), str(vm.uuid), mode=mode)
+    finally:
+        _refresh_after(host, str(vm.uuid))
+    return {"state": _state_of(vm), "mode": mode or "default"}
+
+
+def _autostart(enabled: bool) -> Callable[[virt.HostTarget, str], None]:
+    def call(target: virt.HostTarget, uuid: str) -> None:
+        virt.set_autostart(target, uuid, enabled=enabled)
+
+    return call
+
+
+# Starting or powering off twice is not harmless, so a dropped connection fails the operation
+# with its reason instead of retrying behind the user's back.
+_KINDS: tuple[tuple[str, str, Callable[[Operation, Progress], dict[str, Any]], int], ...] = (
+    ("vm.start", "Start VM", _simple(virt.start_domain, "Starting"), 600),
+    ("vm.shutdown", "Shut down VM", _shutdown, 1900),
+    ("vm.reboot", "Reboot VM", _reboot, 300),
+    ("vm.force-off", "Force off VM", _simple(virt.destroy_domain, "Powering off"), 300),
+    ("vm.suspend", "Pause VM", _simple(virt.suspend_domain, "Pausing"), 300),
+    ("vm.resume", "Resume VM", _simple(virt.resume_domain, "Resuming"), 300),
+    ("vm.save", "Save VM state", _simple(virt.managed_save_domain, "Saving the memory of"), 3000),
+    ("vm.discard-save", "Discard saved state", _simple(virt.managed_save_remove, "Discarding the saved state of"), 300),
+    ("vm.autostart-on", "Turn on autostart", _simple(_autostart(True), "Turning on autostart for"), 300),
+    ("vm.autostart-off", "Turn off autostart", _simple(_autostart(False), "Turning off autostart for"), 300),
+    ("vm.ctrl-alt-del", "Send Ctrl+Alt+Del", _simple(virt.send_ctrl_alt_del, "Sending Ctrl+Alt+Del to"), 300),
+)
+for _name, _label, _handler, _deadline in _KINDS:
+    operation_kind(_name, label=_label, deadline_seconds=_deadline, retry_transient=False)(_handler)
