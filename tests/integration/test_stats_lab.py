@@ -4,11 +4,13 @@ import uuid
 
 import pytest
 
+from kvmweb import virt
 from stats import store
 from stats.models import StatSample
 from stats.services.sampler import stats_sample_host
 from tests.factories import make_host
 from tests.lab.guests import Guest
+from tests.stack import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -26,6 +28,11 @@ def test_two_rounds_give_the_running_guest_a_cpu_percent(running_tiny_guest: Gue
     host = make_host("lab-stats", uri=libvirt_host)
 
     first = stats_sample_host(host_id=host.pk)
+    # The host's CPU counters come from /proc/stat, which moves in 10 ms ticks: a second round in
+    # the same tick has no interval to measure. Wait for the counters to move, not for a time.
+    before = virt.get_host_stats(host.virt_target())
+    wait_until(lambda: _cpu_total(virt.get_host_stats(host.virt_target())) > _cpu_total(before), timeout=5,
+               what="the host's CPU counters to move")  # fmt: skip
     second = stats_sample_host(host_id=host.pk)
 
     assert first is not None and second is not None
@@ -41,3 +48,7 @@ def test_two_rounds_give_the_running_guest_a_cpu_percent(running_tiny_guest: Gue
     lab = StatSample.objects.filter(kind="host", object_key=str(host.pk)).order_by("-ts").first()
     assert lab is not None and lab.cpu_pct is not None
     assert lab.mem_total_kib and lab.mem_used_kib and lab.mem_used_kib < lab.mem_total_kib
+
+
+def _cpu_total(stats: virt.HostStats) -> int:
+    return sum(v or 0 for v in (stats.cpu_kernel_ns, stats.cpu_user_ns, stats.cpu_idle_ns, stats.cpu_iowait_ns))
