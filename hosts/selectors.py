@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 
 from hosts.models import Host
 from kvmweb import access
@@ -11,8 +11,10 @@ from kvmweb.operations.selectors import active_operation_by_target
 
 
 def hosts_for_list(user: AbstractBaseUser | AnonymousUser) -> list[Host]:
-    """Visible hosts, each with its active operation attached: two queries whatever the count."""
-    hosts = list(access.visible_hosts(user))
+    """Visible hosts with their VM counts (of the VMs the user may see) and active operations:
+    two queries whatever the count."""
+    vms = access.visible_vms(user).exclude(state="gone")
+    hosts = list(access.visible_hosts(user).annotate(vm_count=Count("vms", filter=Q(vms__in=vms))))
     active = active_operation_by_target("host", [str(h.pk) for h in hosts])
     for host in hosts:
         host.active_operation = active.get(str(host.pk))  # type: ignore[attr-defined]

@@ -82,3 +82,17 @@ def test_vm_detail_api_has_the_exact_shape(ada):  # type: ignore[no-untyped-def]
         "description", "xml",
     }  # fmt: skip
     assert (body["uuid"], body["owner"], body["host_name"], body["xml"]) == (str(vm.uuid), "carol", "h", "<domain/>")
+
+
+def test_hosts_list_counts_only_the_vms_each_user_may_see(ada, alice):  # type: ignore[no-untyped-def]
+    from hosts.selectors import hosts_for_list
+
+    host = make_host("counted", members=(alice,))
+    make_vm(host, "hers", owner=alice)
+    make_vm(host, "other")
+    make_vm(host, "old", owner=alice, state="gone")
+    assert [(h.name, h.vm_count) for h in hosts_for_list(ada)] == [("counted", 2)]
+    assert [(h.name, h.vm_count) for h in hosts_for_list(alice)] == [("counted", 1)]
+    client = Client()
+    client.force_login(alice)
+    assert f'href="/vms/?host={host.pk}"' in client.get("/hosts/").content.decode()
