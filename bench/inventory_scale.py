@@ -87,6 +87,7 @@ from django.test import Client  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 from websockets.sync.client import connect as ws_connect  # noqa: E402
 
+from bench.measure import percentile  # noqa: E402
 from hosts.inventory import host_reconcile  # noqa: E402
 from hosts.models import Host  # noqa: E402
 from kvmweb import virt  # noqa: E402
@@ -96,11 +97,6 @@ from vms.models import VirtualMachine  # noqa: E402
 PREFIX = "bench-inv-"
 ASGI = "kvmweb.asgi:application"
 STATES = ["running"] * 6 + ["shutoff"] * 3 + ["paused"]  # 60% running, 30% off, 10% paused
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def spread(values: list[float]) -> str:

@@ -13,7 +13,6 @@ Issue 5's target: >= 200 ops/s and p50 <= 15 ms. The hosts, VMs and operations i
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.test import Client  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
+from bench.measure import percentile, start_worker, wait_for  # noqa: E402
 from hosts.inventory import host_reconcile  # noqa: E402
 from hosts.models import Host  # noqa: E402
 from kvmweb import virt  # noqa: E402
@@ -42,20 +42,6 @@ from tests.nodefiles import Guest, write_node  # noqa: E402
 from vms.models import VirtualMachine  # noqa: E402
 
 PREFIX = "bench-life-"
-
-
-def wait_for(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -76,15 +62,9 @@ def main() -> None:
     uuids = [str(u) for u in VirtualMachine.objects.filter(host=host).values_list("uuid", flat=True)]
     api = Client(HTTP_AUTHORIZATION=f"Token {token.key}", HTTP_HOST="localhost")
     log = ROOT / "var" / "bench-lifecycle-worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "kvmweb", "worker", "-Q", "default", "-l", "info",
-         "--pool", "threads", "--concurrency", str(args.threads)],
-        cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    worker = start_worker(log, pool="threads", concurrency=args.threads)
     ids: list[int] = []
     try:
-        if not wait_for(lambda: "ready." in log.read_text(errors="replace") or worker.poll() is not None, 60):
-            sys.exit(f"worker did not start; see {log}")
         began = time.monotonic()
         action = "start"
         while len(ids) < args.operations:

@@ -12,7 +12,6 @@ see the latest closing note; numbers are printed, never asserted.
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,31 +30,11 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.test import Client  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
+from bench.measure import percentile, start_worker, wait_for  # noqa: E402
 from hosts.models import Host  # noqa: E402
 from kvmweb.operations.models import Operation  # noqa: E402
 
 PREFIX = "bench-"
-
-
-def start_worker(pool: str, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "celery", "-A", "kvmweb", "worker", "-Q", "default", "-l", "info"]
-    args += ["--pool", pool, "--concurrency", str(concurrency)]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    return proc
-
-
-def wait_for(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -75,10 +54,8 @@ def main() -> None:
     api = Client(HTTP_AUTHORIZATION=f"Token {token.key}", HTTP_HOST="localhost")
     log = ROOT / "var" / "bench-worker.log"
     log.parent.mkdir(exist_ok=True)
-    worker = start_worker(args.pool, args.concurrency, log)
+    worker = start_worker(log, pool=args.pool, concurrency=args.concurrency)
     try:
-        if not wait_for(lambda: "ready." in log.read_text(errors="replace") or worker.poll() is not None, 60):
-            sys.exit(f"worker did not start; see {log}")
         # One warm-up so connection set-up is not counted as queue latency.
         api.post(f"/api/v1/hosts/{hosts[0].pk}/actions/refresh/")
         wait_for(lambda: not Operation.objects.filter(status__in=Operation.ACTIVE).exists(), 30)
