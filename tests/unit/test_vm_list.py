@@ -96,3 +96,15 @@ def test_hosts_list_counts_only_the_vms_each_user_may_see(ada, alice):  # type: 
     client = Client()
     client.force_login(alice)
     assert f'href="/vms/?host={host.pk}"' in client.get("/hosts/").content.decode()
+
+
+@pytest.mark.parametrize(("path", "label"), [("/networks/", "networks"), ("/storage/", "storage pools")])
+def test_per_host_lists_filter_by_host_with_a_clear_link(ada, path, label):  # type: ignore[no-untyped-def]
+    first = make_host("one")
+    make_host("two")
+    client = Client()
+    client.force_login(ada)
+    page = client.get(f"{path}?host={first.pk}").content.decode()
+    assert f'aria-label="Filter {label}"' in page
+    assert f'<option value="{first.pk}" selected>one</option>' in page
+    assert f'href="{path}"' in page  # Clear
