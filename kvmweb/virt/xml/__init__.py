@@ -1,5 +1,14 @@
 """Typed XML builders for libvirt objects and the safe parser for XML we did not write."""
 
+from kvmweb.virt.xml.domain_edit import (
+    DiskInfo,
+    DomainDevices,
+    NicInfo,
+    boot_order_xml,
+    clone_domain_xml,
+    domain_devices,
+    error_line,
+)
 from kvmweb.virt.xml.domain_spec import (
     DiskSpec,
     DomainSpec,
@@ -7,16 +16,29 @@ from kvmweb.virt.xml.domain_spec import (
     SerialSpec,
     VncSpec,
 )
-from kvmweb.virt.xml.domain_xml import GUEST_AGENT_CHANNEL, build_domain_xml
+from kvmweb.virt.xml.domain_xml import GUEST_AGENT_CHANNEL, build_domain_xml, disk_element, interface_element
 from kvmweb.virt.xml.safe import parse as parse_xml
+from kvmweb.virt.xml.volume_spec import VolumeSpec
+from kvmweb.virt.xml.volume_xml import build_volume_xml
 
 __all__ = (
     "GUEST_AGENT_CHANNEL",
+    "DiskInfo",
     "DiskSpec",
+    "DomainDevices",
     "DomainSpec",
+    "NicInfo",
     "NicSpec",
     "SerialSpec",
     "VncSpec",
+    "VolumeSpec",
+    "boot_order_xml",
     "build_domain_xml",
+    "build_volume_xml",
+    "clone_domain_xml",
+    "disk_element",
+    "domain_devices",
+    "error_line",
+    "interface_element",
     "parse_xml",
 )

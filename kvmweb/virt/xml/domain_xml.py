@@ -105,6 +105,16 @@ def _devices(spec: DomainSpec) -> ET.Element:
     return devices
 
 
+def disk_element(disk: DiskSpec) -> ET.Element:
+    """The ``<disk>`` element for ``disk``, exactly as ``build_domain_xml`` writes it (for hotplug)."""
+    return _disk(disk)
+
+
+def interface_element(nic: NicSpec) -> ET.Element:
+    """The ``<interface>`` element for ``nic``, exactly as ``build_domain_xml`` writes it (for hotplug)."""
+    return _interface(nic)
+
+
 def _disk(disk: DiskSpec) -> ET.Element:
     source_type = "volume" if disk.volume is not None else "file"
     element = ET.Element("disk", type=source_type, device=disk.device)
