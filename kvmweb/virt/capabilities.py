@@ -95,3 +95,11 @@ def _page_counts(elements: list[ET.Element]) -> list[PageCount]:
 
 def _secmodel(element: ET.Element) -> SecurityModel:
     return SecurityModel(model=_text(element, "model") or "", doi=_text(element, "doi") or "")
+
+
+def parse_firmwares(domain_capabilities: str, arch: str | None) -> tuple[str, ...]:
+    """Firmware kinds from a host's domain capabilities; BIOS is built in on x86."""
+    root = parse(domain_capabilities)
+    values = [value.text or "" for value in root.findall("os/enum[@name='firmware']/value")]
+    builtin = ["bios"] if arch in ("x86_64", "i686") else []
+    return _unique([*builtin, *(value.strip() for value in values if value.strip())])

@@ -84,10 +84,11 @@ def set_autostart(target: HostTarget, uuid: str, *, enabled: bool) -> None:
 
 
 def undefine_domain(target: HostTarget, uuid: str, *, keep_nvram: bool = False) -> None:
-    """Remove the definition (and its managed save); a running guest keeps running, transient."""
+    """Remove the definition with its managed save and snapshot metadata; a running guest keeps running, transient."""
     with connect(target) as conn:
         dom = _lookup(conn, uuid)
-        flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        # Without these flags libvirt refuses a guest that has a saved state or snapshots.
+        flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
         # libvirt refuses to undefine a guest with UEFI variables unless told what to do with
         # them; asking only when they exist keeps drivers without NVRAM support working.
         if _has_nvram(dom):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kvmweb.virt.capabilities import parse_capabilities
+from kvmweb.virt.capabilities import Capabilities, parse_capabilities, parse_firmwares
 from kvmweb.virt.connection import Connection, connect
 from kvmweb.virt.errors import Unsupported, translated
 from kvmweb.virt.target import HostTarget
@@ -24,6 +24,7 @@ def get_host_info(target: HostTarget) -> HostInfo:
         hypervisor = str(conn.getType())
         hypervisor_version = version_string(conn.getVersion())
         free_memory_kib = _free_memory_kib(conn)
+        firmwares = _firmwares(conn, caps)
     return HostInfo(
         hostname=hostname,
         uri=target.uri,
@@ -45,6 +46,7 @@ def get_host_info(target: HostTarget) -> HostInfo:
         security_models=caps.security_models,
         virt_types=caps.virt_types,
         page_sizes_kib=caps.page_sizes_kib,
+        firmwares=firmwares,
     )
 
 
@@ -54,3 +56,14 @@ def _free_memory_kib(conn: Connection) -> int | None:
             return int(conn.getFreeMemory()) // 1024
     except Unsupported:
         return None
+
+
+def _firmwares(conn: Connection, caps: Capabilities) -> tuple[str, ...]:
+    """What firmware guests of the host's own architecture can boot with (empty when unknown)."""
+    virt_type = "kvm" if "kvm" in caps.virt_types else "qemu"
+    try:
+        with translated():
+            text = conn.getDomainCapabilities(None, caps.arch, None, virt_type, 0)
+    except Unsupported:
+        return ()
+    return parse_firmwares(str(text), caps.arch)

@@ -82,6 +82,8 @@ class HostInfo(_Serializable):
     security_models: tuple[SecurityModel, ...]
     virt_types: tuple[str, ...]
     page_sizes_kib: tuple[int, ...] = ()
+    # Firmware the hypervisor can boot guests with: "bios" and, where OVMF is installed, "efi".
+    firmwares: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,6 +120,7 @@ def test_host_info_reports_what_the_test_driver_says(target: virt.HostTarget) ->
         "security_models": [{"model": "testSecurity", "doi": ""}],
         "virt_types": ["test"],
         "page_sizes_kib": [4, 8, 2048, 1048576],
+        "firmwares": [],  # the test driver has no domain capabilities
     }
 
 
@@ -213,3 +214,13 @@ def test_capabilities_without_pages_keep_the_old_shape() -> None:
     assert caps.page_sizes_kib == ()
     assert caps.numa_cells[0].pages == ()
     assert virt.NumaCell(id=0, memory_kib=1, cpus=()).to_dict() == {"id": 0, "memory_kib": 1, "cpus": [], "pages": []}
+
+
+def test_firmwares_come_from_the_domain_capabilities() -> None:
+    from kvmweb.virt.capabilities import parse_firmwares
+
+    with_ovmf = "<domainCapabilities><os><enum name='firmware'><value>efi</value></enum></os></domainCapabilities>"
+    without = "<domainCapabilities><os><enum name='firmware'/></os></domainCapabilities>"
+    assert parse_firmwares(with_ovmf, "x86_64") == ("bios", "efi")
+    assert parse_firmwares(without, "x86_64") == ("bios",)
+    assert parse_firmwares(with_ovmf, "aarch64") == ("efi",)
