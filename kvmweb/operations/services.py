@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from kvmweb.actors import Actor
@@ -21,7 +20,8 @@ from kvmweb.targets import Target
 
 log = logging.getLogger(__name__)
 
-# Progress reports faster than this are written but not pushed: a copy loop must not flood sockets.
+# Progress reports faster than this are neither written nor pushed at once: a copy loop must not flood
+# sockets or the database. The next pushed report, or the outcome, carries them.
 PUSH_INTERVAL = 0.25
 LOG_LIMIT = 200
 
@@ -89,26 +89,39 @@ def _enqueue(op_id: int, queue: str) -> None:
 
 
 def operation_claim(op_id: int) -> Operation | None:
-    """Take a pending operation for this worker; None when another worker or the reaper got it."""
+    """Take a pending operation for this worker; None when another worker or the reaper got it.
+
+    One conditional UPDATE both claims the row and sets its deadline, so a claim costs one commit.
+    It matches only while the row is still pending at the attempt count read just before, and a
+    pending row changes only by being claimed (which counts an attempt) or reaped (which ends it):
+    when it matches, the row read is the row claimed, and needs no second read.
+    """
+    op = Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING).first()
+    if op is None:
+        return None
     now = timezone.now()
-    claimed = Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING).update(
-        status=Operation.Status.RUNNING, started=now, attempts=F("attempts") + 1
+    deadline = now + timedelta(seconds=get_kind(op.kind).deadline_seconds)
+    claimed = Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING, attempts=op.attempts).update(
+        status=Operation.Status.RUNNING, started=now, deadline=deadline, attempts=op.attempts + 1
     )
     if not claimed:
         return None
-    op = Operation.objects.get(pk=op_id)
-    op.deadline = now + timedelta(seconds=get_kind(op.kind).deadline_seconds)
-    op.save(update_fields=["deadline"])
+    op.status, op.started, op.deadline, op.attempts = Operation.Status.RUNNING, now, deadline, op.attempts + 1
     operation_publish(op)
     return op
 
 
 class Progress:
-    """Handed to a handler: `progress(40, "Copying disk")` records and pushes where it stands."""
+    """Handed to a handler: `progress(40, "Copying disk")` records and pushes where it stands.
+
+    A report within PUSH_INTERVAL of the last push is kept on the operation in memory only: the next
+    report that is pushed, or the outcome, writes it (its log line included). The row is written when
+    browsers are told, so a copy loop reporting every block costs no commit per block.
+    """
 
     def __init__(self, op: Operation) -> None:
         self.op = op
-        self._pushed_at = 0.0
+        self._pushed_at: float | None = None
 
     def __call__(self, percent: int | None = None, message: str = "") -> None:
         op = self.op
@@ -117,13 +130,14 @@ class Progress:
         if message and message != op.message:
             op.message = message[:255]
             op.log = [*op.log, {"at": timezone.now().isoformat(), "message": message}][-LOG_LIMIT:]
+        now = time.monotonic()
+        if self._pushed_at is not None and now - self._pushed_at < PUSH_INTERVAL and op.progress != 100:
+            return
+        self._pushed_at = now
         Operation.objects.filter(pk=op.pk, status=Operation.Status.RUNNING).update(
             progress=op.progress, message=op.message, log=op.log
         )
-        now = time.monotonic()
-        if now - self._pushed_at >= PUSH_INTERVAL or op.progress == 100:
-            self._pushed_at = now
-            operation_publish(op)
+        operation_publish(op)
 
 
 def operation_finish(

@@ -2,6 +2,7 @@
 
 import contextlib
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -27,6 +28,24 @@ def _step(op, progress):  # type: ignore[no-untyped-def]
     if isinstance(outcome, Exception):
         raise outcome
     return {"answer": 42}
+
+
+@operation_kind("test.chatty", label="Test chatty", deadline_seconds=60)
+def _chatty(op, progress):  # type: ignore[no-untyped-def]
+    for percent, message in BEHAVIOUR["reports"]:  # type: ignore[attr-defined]
+        progress(percent, message)
+        BEHAVIOUR.setdefault("stored", []).append(  # type: ignore[union-attr]
+            Operation.objects.values_list("progress", "message").get(pk=op.pk)
+        )
+    return {}
+
+
+@pytest.fixture
+def pushed(monkeypatch):  # type: ignore[no-untyped-def]
+    """The operation messages browsers would get, in order: (status, progress, message)."""
+    sent: list[tuple[str, int | None, str]] = []
+    monkeypatch.setattr(services, "operation_publish", lambda op: sent.append((op.status, op.progress, op.message)))
+    return sent
 
 
 @pytest.fixture
@@ -87,6 +106,51 @@ def test_claim_is_atomic_and_happens_once(actor, queued):  # type: ignore[no-unt
     assert claimed is not None and claimed.status == "running" and claimed.started is not None
     assert claimed.attempts == 1
     assert services.operation_claim(op.pk) is None
+
+
+def test_claim_is_one_read_and_one_conditional_update_that_sets_the_deadline(actor, queued, django_assert_num_queries):  # type: ignore[no-untyped-def]
+    op = start(actor)
+    with django_assert_num_queries(2):
+        claimed = services.operation_claim(op.pk)
+    assert claimed is not None
+    stored = Operation.objects.get(pk=op.pk)
+    assert (stored.status, stored.attempts, stored.started) == ("running", 1, claimed.started)
+    assert stored.deadline == claimed.started + timedelta(seconds=60)  # type: ignore[operator]
+    assert (claimed.status, claimed.attempts, claimed.deadline) == ("running", 1, stored.deadline)
+
+
+def test_claim_loses_to_a_worker_that_claimed_after_its_read(actor, queued, monkeypatch):  # type: ignore[no-untyped-def]
+    op = start(actor)
+    get_kind = services.get_kind
+
+    def meanwhile(name: str):  # type: ignore[no-untyped-def]
+        # Between this worker's read and its UPDATE, another claims the operation and puts it back to pending.
+        Operation.objects.filter(pk=op.pk).update(attempts=1, message="Retrying in 2 s.")
+        return get_kind(name)
+
+    monkeypatch.setattr(services, "get_kind", meanwhile)
+    assert services.operation_claim(op.pk) is None
+    stored = Operation.objects.get(pk=op.pk)
+    assert (stored.status, stored.attempts, stored.started) == ("pending", 1, None)
+
+
+def test_progress_between_pushes_is_written_with_the_next_push_or_the_outcome(actor, queued, pushed, monkeypatch):  # type: ignore[no-untyped-def]
+    BEHAVIOUR["reports"] = [(10, "Copying"), (20, "Copying more"), (30, ""), (40, "Nearly"), (50, "")]
+    op = services.operation_start(kind="test.chatty", target=TARGET, actor=actor)
+    clock = iter([100.0, 100.1, 100.2, 100.4, 100.45])
+    monkeypatch.setattr(services, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    pushed.clear()
+    run_claimed(services.operation_claim(op.pk))  # type: ignore[arg-type]
+    # Only the reports at 100.0 s and 100.4 s (0.25 s or more apart) reached the row and the browsers.
+    assert BEHAVIOUR["stored"] == [(10, "Copying"), (10, "Copying"), (10, "Copying"), (40, "Nearly"), (40, "Nearly")]
+    assert pushed == [
+        ("running", None, ""),
+        ("running", 10, "Copying"),
+        ("running", 40, "Nearly"),
+        ("succeeded", 100, "Done"),
+    ]
+    op.refresh_from_db()
+    assert [entry["message"] for entry in op.log] == ["Copying", "Copying more", "Nearly", "Done"]
 
 
 def test_success_records_result_progress_log_and_audit_outcome(actor, queued):  # type: ignore[no-untyped-def]
