@@ -14,7 +14,7 @@ def hosts_for_list(user: AbstractBaseUser | AnonymousUser) -> list[Host]:
     """Visible hosts with their VM counts (of the VMs the user may see) and active operations:
     two queries whatever the count."""
     vms = access.visible_vms(user).exclude(state="gone")
-    hosts = list(access.visible_hosts(user).annotate(vm_count=Count("vms", filter=Q(vms__in=vms))))
+    hosts: list[Host] = list(access.visible_hosts(user).annotate(vm_count=Count("vms", filter=Q(vms__in=vms))))
     active = active_operation_by_target("host", [str(h.pk) for h in hosts])
     for host in hosts:
         host.active_operation = active.get(str(host.pk))  # type: ignore[attr-defined]

@@ -25,7 +25,21 @@ if TYPE_CHECKING:
 User = AbstractBaseUser | AnonymousUser
 
 # Actions only administrators may take, whatever the object.
-ADMIN_ACTIONS = frozenset({"host.add", "host.change", "host.delete", "host.refresh", "audit.view"})
+# "vm.create.kernel" names a file on the host for QEMU to read, "vm.xml" writes raw domain XML (a
+# disk on any host device, <hostdev>, <qemu:commandline>: root on the host in effect), and
+# "vm.reassign" moves a VM between owners: all are administrators' choices.
+ADMIN_ACTIONS = frozenset(
+    {
+        "host.add",
+        "host.change",
+        "host.delete",
+        "host.refresh",
+        "audit.view",
+        "vm.create.kernel",
+        "vm.reassign",
+        "vm.xml",
+    }
+)
 # Actions on a VM that administrators and the VM's owner may take.
 OWNER_ACTIONS = frozenset({"vm.act"})
 

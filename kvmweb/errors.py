@@ -1,14 +1,16 @@
 """The project's own errors for refusals a user can act on (the adapter has its own for libvirt)."""
 
+from collections.abc import Mapping
+
 
 class KvmwebError(Exception):
     code = "error"
     http_status = 400
 
-    def __init__(self, message: str, *, details: dict[str, object] | None = None) -> None:
+    def __init__(self, message: str, *, details: Mapping[str, object] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.details = details or {}
+        self.details = dict(details or {})
 
 
 class Conflict(KvmwebError):

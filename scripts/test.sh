@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: every layer, or a failure. Sets up (with the dev requirements and
 # Chromium), makes sure PostgreSQL and Redis answer, builds the lab guest and starts
-# the lab, then runs ruff, Django's checks and the whole pytest suite (unit,
+# the lab, then runs ruff, mypy, Django's checks and the whole pytest suite (unit,
 # integration, e2e). Extra arguments go to pytest (e.g. `scripts/test.sh tests/unit`).
 #
 # Environment: DATABASE_URL (else a local PostgreSQL, installed if needed),
@@ -67,6 +67,9 @@ fi
 
 say "ruff check"
 ruff check .
+ruff format --check .
+say "mypy"
+mypy kvmweb hosts vms storage networks stats
 say "manage.py check"
 python manage.py check --fail-level WARNING
 say "makemigrations --check"

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
@@ -47,6 +47,13 @@ class ActionSpec:
     params: tuple[str, ...] = ()
     # Per-state refusals that say more than "<name> is <state>"; {name} is the VM's name.
     hints: Mapping[str, str] = field(default_factory=dict)
+    # Where the action is offered: "power" in the VM's action bar; other groups have their own forms.
+    group: str = "power"
+    # Validates untrusted parameters against the VM and returns what the handler receives;
+    # None for the power actions, whose few parameters `action_check_params` knows.
+    check: Callable[[VirtualMachine, dict[str, Any]], dict[str, Any]] | None = None
+    # The access action checked on top of "vm.act" (see kvmweb/access.py), for what owners may not do.
+    requires: str = ""
 
     @property
     def kind(self) -> str:
@@ -65,6 +72,7 @@ class ActionSpec:
         return replace(self, label=label, icon=icon, confirm=self.confirm.format(name=name))
 
 
+_WHEN_BACK = "The action comes back once kvmweb reaches the host again."
 _PAUSED_NO_ACPI = (
     "{name} is paused, and a paused guest cannot react to ACPI or its agent. Resume it first, or use Force off."
 )
@@ -111,6 +119,14 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec("ctrl-alt-del", "Send Ctrl+Alt+Del", "keyboard", "send Ctrl+Alt+Del", RUNNING),
     )
 }
+
+
+def action_register(spec: ActionSpec) -> ActionSpec:
+    """Add an action defined next to its handler (delete, clone, hardware edits) to the table."""
+    ACTIONS[spec.name] = spec
+    return spec
+
+
 BULK_ACTIONS = ("start", "shutdown", "reboot", "force-off", "suspend", "resume")
 
 
@@ -133,6 +149,8 @@ def action_refusal(vm: VirtualMachine, spec: ActionSpec) -> str | None:
         return f"Cannot {spec.verb}: {vm.name} is no longer on its host."
     if not vm.host.enabled:
         return f"Cannot {spec.verb}: its host {vm.host.name} is disabled."
+    if vm.host.state == vm.host.State.UNREACHABLE:
+        return f"Cannot {spec.verb}: its host {vm.host.name} is unreachable. {_WHEN_BACK}"
     if vm.state not in spec.states:
         return spec.refusal(vm)
     if spec.name == "discard-save" and not vm.has_managed_save:
@@ -145,9 +163,9 @@ def action_refusal(vm: VirtualMachine, spec: ActionSpec) -> str | None:
     return None
 
 
-def allowed_actions(vm: VirtualMachine) -> list[ActionSpec]:
+def allowed_actions(vm: VirtualMachine, group: str = "power") -> list[ActionSpec]:
     """The actions `vm`'s state allows now, worded for it (Start reads Restore after a managed save)."""
-    return [spec.for_vm(vm) for spec in ACTIONS.values() if action_refusal(vm, spec) is None]
+    return [spec.for_vm(vm) for spec in ACTIONS.values() if spec.group == group and action_refusal(vm, spec) is None]
 
 
 def bulk_actions() -> list[ActionSpec]:
@@ -156,7 +174,8 @@ def bulk_actions() -> list[ActionSpec]:
 
 def action_check_params(spec: ActionSpec, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate untrusted parameters; returns the full set the handler receives."""
-    given = {key: value for key, value in (params or {}).items() if value not in (None, "")}
+    # "confirm" is the page's own "I understand" box, already honoured by the time a request gets here.
+    given = {key: value for key, value in (params or {}).items() if value not in (None, "") and key != "confirm"}
     unknown = sorted(set(given) - set(spec.params))
     if unknown:
         accepted = ", ".join(spec.params) or "none"
@@ -208,13 +227,17 @@ def vm_action(*, actor: Actor, vm: VirtualMachine, action: str, params: Mapping[
     another active operation on it) does not allow the action now.
     """
     spec = action_spec(action)
-    clean = action_check_params(spec, params)
+    if spec.requires:
+        access.authorize(actor, spec.requires, vm, target=vm.as_target())
+    clean = action_check_params(spec, params) if spec.check is None else {}
     reason = action_refusal(vm, spec)
     if reason is not None:
         audit_record(
             actor=actor, action=spec.kind, target=vm.as_target(), outcome=AuditEvent.Outcome.FAILED, message=reason
         )
         raise Conflict(reason, details={"state": vm.state, "action": spec.name})
+    if spec.check is not None:
+        clean = spec.check(vm, {key: value for key, value in (params or {}).items() if value is not None})
     return operation_start(kind=spec.kind, target=vm.as_target(), actor=actor, params=clean)
 
 
@@ -226,6 +249,8 @@ def vm_bulk_action(
     Access is checked here for each VM, through `access.authorize`, so every refusal is audited.
     """
     spec = action_spec(action)
+    if spec.name not in BULK_ACTIONS:
+        raise Invalid(f"{spec.label} runs on one VM at a time.", details={"action": spec.name})
     action_check_params(spec, params)  # a bad parameter is the request's fault: refuse it whole
     result = BulkResult(operations=[], refused=[])
     for vm in vms:

@@ -27,7 +27,7 @@ POLL_INTERVAL = 0.5
 AGENT_PING_TIMEOUT = 2
 
 
-def _vm(op: Operation) -> tuple[VirtualMachine, Host]:
+def vm_for_operation(op: Operation) -> tuple[VirtualMachine, Host]:
     vm = VirtualMachine.objects.select_related("host").filter(uuid=op.target_id).first()
     if vm is None or vm.state == VirtualMachine.State.GONE:
         raise Invalid(f"{op.target_label} is no longer on its host.")
@@ -56,7 +56,7 @@ def _simple(
     call: Callable[[virt.HostTarget, str], None], doing: str
 ) -> Callable[[Operation, Progress], dict[str, Any]]:
     def handler(op: Operation, progress: Progress) -> dict[str, Any]:
-        vm, host = _vm(op)
+        vm, host = vm_for_operation(op)
         progress(10, f"{doing} {vm.name}")
         try:
             call(host.virt_target(), str(vm.uuid))
@@ -85,7 +85,7 @@ def _described(mode: virt.PowerMode) -> str:
 
 
 def _shutdown(op: Operation, progress: Progress) -> dict[str, Any]:
-    vm, host = _vm(op)
+    vm, host = vm_for_operation(op)
     target, uuid = host.virt_target(), str(vm.uuid)
     timeout = int(op.params.get("timeout", 120))
     progress(5, f"Checking whether the guest agent of {vm.name} answers")
@@ -115,7 +115,7 @@ def _shutdown(op: Operation, progress: Progress) -> dict[str, Any]:
 
 
 def _reboot(op: Operation, progress: Progress) -> dict[str, Any]:
-    vm, host = _vm(op)
+    vm, host = vm_for_operation(op)
     mode = _choose_mode(host, vm, str(op.params.get("mode", "auto")))
     progress(20, f"Asking {vm.name} to reboot through {_described(mode)}")
     try:

@@ -43,6 +43,12 @@ class VirtualMachine(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="vms"
     )
+    # What only kvmweb knows: a template is a shut-off VM whose disks new VMs are made from.
+    is_template = models.BooleanField(default=False, db_index=True)
+    tags = models.JSONField(default=list, blank=True)
+    # Changes written to the persistent definition that take effect at the next boot, e.g.
+    # {"vcpus": 4}; cleared when the VM is next seen shut off.
+    pending = models.JSONField(default=dict, blank=True)
     # Bumped on every observed change, so clients can drop a message older than what they show.
     version = models.PositiveBigIntegerField(default=1)
     first_seen = models.DateTimeField(auto_now_add=True)

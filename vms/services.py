@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from hosts.models import Host
@@ -65,6 +66,8 @@ def vm_observe(vm: VirtualMachine, values: dict[str, Any], now: datetime) -> boo
         vm.state_changed = now
     for name in changed:
         setattr(vm, name, values[name])
+    if "state" in changed and vm.state == VirtualMachine.State.SHUTOFF:
+        vm.pending = {}  # a stopped guest's next boot reads the persistent definition: nothing is pending
     vm.gone_since = None
     vm.version += 1
     return True
@@ -102,7 +105,7 @@ def vms_apply_inventory(*, host: Host, domains: Sequence[virt.DomainRecord], now
             vm.version += 1
             changes.gone.append(vm)
     VirtualMachine.objects.bulk_create(changes.created, batch_size=500)
-    fields = [*OBSERVED, "version", "state_changed", "gone_since", "updated"]
+    fields = [*OBSERVED, "pending", "version", "state_changed", "gone_since", "updated"]
     for vm in (*changes.updated, *changes.gone):
         vm.updated = now
     VirtualMachine.objects.bulk_update([*changes.updated, *changes.gone], fields, batch_size=500)
@@ -124,10 +127,15 @@ def vm_apply_record(*, host: Host, uuid: str, record: virt.DomainRecord | None, 
         return vm
     values = observed_fields(host, record)
     if vm is None:
-        return VirtualMachine.objects.create(uuid=uuid, state_changed=now, **values)
+        try:
+            with transaction.atomic():
+                return VirtualMachine.objects.create(uuid=uuid, state_changed=now, **values)
+        except IntegrityError:
+            # Another process (the events watcher, or the worker that made the VM) wrote the row first.
+            vm = VirtualMachine.objects.get(uuid=uuid)
     if vm.host_id != host.pk and not _may_claim(vm, record):
         return None
     if not vm_observe(vm, values, now):
         return None
-    vm.save(update_fields=[*OBSERVED, "version", "state_changed", "gone_since", "updated"])
+    vm.save(update_fields=[*OBSERVED, "pending", "version", "state_changed", "gone_since", "updated"])
     return vm

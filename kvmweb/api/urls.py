@@ -15,6 +15,7 @@ urlpatterns = [
     path("vms/actions/<slug:action>/", vms.vm_bulk_action, name="api-vms-action"),
     path("vms/<uuid:vm_uuid>/", vms.vm_item, name="api-vm"),
     path("vms/<uuid:vm_uuid>/actions/<slug:action>/", vms.vm_action, name="api-vm-action"),
+    path("vms/<uuid:vm_uuid>/xml/", vms.vm_xml, name="api-vm-xml"),
     path("operations/", operations.operation_list, name="api-operations"),
     path("operations/<int:op_id>/", operations.operation_detail, name="api-operation"),
     path("stats/<str:kind>/<str:key>/", stats.stats_series, name="api-stats"),

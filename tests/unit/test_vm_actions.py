@@ -186,10 +186,11 @@ def test_unknown_action_lists_the_valid_ones(queued, host, ada):  # type: ignore
     vm = make_vm(host, "demo")
     with pytest.raises(Invalid) as refused:
         vm_action(actor=actor_of(ada), vm=vm, action="explode", params={})
-    assert refused.value.message == (
+    assert refused.value.message.startswith(
         "Unknown VM action 'explode'; VMs support: start, shutdown, reboot, force-off, suspend, resume, save, "
-        "discard-save, autostart-on, autostart-off, ctrl-alt-del."
+        "discard-save, autostart-on, autostart-off, ctrl-alt-del, clone, delete, "
     )
+    assert "set-resources" in refused.value.message and "define-xml" in refused.value.message
 
 
 def test_shutdown_parameters_are_checked_and_defaulted(queued, host, ada, settings):  # type: ignore[no-untyped-def]
@@ -572,3 +573,16 @@ def test_detail_and_list_pages_get_the_actions(queued, domain, alice, bob):  # t
     listing = client.get("/vms/")
     assert listing.context["can_act"] is True
     assert [spec.name for spec in listing.context["bulk_actions"]] == list(actions.BULK_ACTIONS)
+
+
+def test_actions_are_refused_and_not_offered_while_the_host_is_unreachable(queued, host, ada):  # type: ignore[no-untyped-def]
+    vm = make_vm(host, "demo", state="running")
+    host.state = host.State.UNREACHABLE
+    host.save(update_fields=["state"])
+    vm.refresh_from_db()
+    with pytest.raises(Conflict) as refused:
+        vm_action(actor=actor_of(ada), vm=vm, action="shutdown", params={})
+    assert refused.value.message == (
+        "Cannot shut down: its host lab is unreachable. The action comes back once kvmweb reaches the host again."
+    )
+    assert allowed_actions(vm) == [] and queued == []

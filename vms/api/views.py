@@ -9,12 +9,16 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from kvmweb import virt
 from kvmweb.actors import actor_from_api
+from kvmweb.api.errors import error_body
 from kvmweb.errors import Invalid
 from kvmweb.operations.api import OperationSerializer, operation_response
 from vms import actions, selectors
 from vms.actions import ACTIONS, MAX_SHUTDOWN_TIMEOUT, SHUTDOWN_MODES
 from vms.api.serializers import VmDetailSerializer, VmSerializer
+from vms.create import vm_create
+from vms.xml_editor import vm_xml_read
 
 MAX_BULK = 500
 
@@ -29,9 +33,26 @@ FILTERS = [
 ]
 
 
-@extend_schema(parameters=FILTERS, responses=VmSerializer(many=True))
-@api_view(["GET"])
+@extend_schema(methods=["GET"], parameters=FILTERS, responses=VmSerializer(many=True), operation_id="vms_list")
+@extend_schema(
+    methods=["POST"],
+    operation_id="vms_create",
+    request=OpenApiTypes.OBJECT,
+    responses={202: OpenApiResponse(description='{"operation": {...}}'), 400: OpenApiResponse(description="invalid")},
+    description=(
+        "Create a VM: name, host (id or auto), vcpus, memory_mib, virt_type (auto|kvm|qemu), firmware (bios|uefi), "
+        "source ({type: iso, iso: volume id} | {type: template, template: uuid, clone: linked|full} | "
+        "{type: cloud, image: volume id, clone, cloud_init: {user, ssh_keys, hostname, user_data}} | {type: network} | "
+        "{type: kernel, kernel, initrd, cmdline} for administrators), "
+        "disks ([{pool, size_mib, format, allocation, bus}]), nics ([{network, model}]), "
+        "graphics, serial, guest_agent, description, start."
+    ),
+)
+@api_view(["GET", "POST"])
 def vm_collection(request: Request) -> Response:
+    if request.method == "POST":
+        data = request.data if isinstance(request.data, dict) else {}
+        return operation_response(vm_create(actor=actor_from_api(request), data=data))
     filters = selectors.parse_filters(request.query_params.dict())
     paginator = PageNumberPagination()
     page = paginator.paginate_queryset(selectors.vm_list(request.user, filters), request)
@@ -90,8 +111,9 @@ def vm_bulk_action(request: Request, action: str) -> Response:
 
 
 def _params(request: Request) -> dict[str, Any]:
+    """The action's parameters as sent; each action's own check refuses what it does not take."""
     data = request.data if hasattr(request.data, "get") else {}
-    return {key: data.get(key) for key in ("mode", "timeout") if data.get(key) is not None}
+    return {key: data.get(key) for key in data if key != "vms" and data.get(key) is not None}
 
 
 def _uuid_list(value: Any) -> list[UUID]:
@@ -102,3 +124,23 @@ def _uuid_list(value: Any) -> list[UUID]:
         return [UUID(str(item)) for item in value]
     except ValueError:
         raise Invalid("vms holds something that is not a UUID.", details={"vms": "Not a list of UUIDs."}) from None
+
+
+@extend_schema(
+    operation_id="vm_xml",
+    parameters=[OpenApiParameter("inactive", OpenApiTypes.BOOL, description="1 for the persistent definition")],
+    responses={200: inline_serializer("VmXml", {"xml": serializers.CharField()})},
+    description="The domain XML as libvirt has it now (no secrets). Apply an edited one with the define-xml action.",
+)
+@api_view(["GET"])
+def vm_xml(request: Request, vm_uuid: UUID) -> Response:
+    vm = selectors.vm_get(request.user, vm_uuid)
+    inactive = request.query_params.get("inactive", "") in ("1", "true", "yes")
+    try:
+        xml = vm_xml_read(vm=vm, inactive=inactive)
+    except virt.VirtError as exc:
+        code, status = ("unreachable", 503) if exc.transient else ("virt_error", 502)
+        if isinstance(exc, virt.NotFound):
+            code, status = "not_found", 404
+        return Response(error_body(code, exc.message, {"raw": exc.raw}), status=status)
+    return Response({"xml": xml})

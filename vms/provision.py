@@ -1,0 +1,289 @@
+"""The worker side of creating a VM: disks, cloud-init seed, definition, owner, first start.
+
+Creation is all-or-nothing. Every volume and definition this operation makes is written down in
+an `Undo` as soon as it exists; when any later step fails, they are removed again (newest first)
+and the operation fails saying which step broke and what was cleaned up. Nothing that existed
+before the operation is ever touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils import timezone
+
+from hosts.models import Host
+from kvmweb import virt
+from kvmweb.errors import KvmwebError
+from kvmweb.operations.models import Operation
+from kvmweb.operations.registry import operation_kind
+from kvmweb.operations.services import Progress
+from kvmweb.virt import volumes
+from kvmweb.virt.xml import DiskSpec, DomainSpec, NicSpec, SerialSpec, VncSpec, VolumeSpec, build_domain_xml
+from kvmweb.virt.xml.domain_spec import BootDevice
+from vms.cloudinit import CloudInit, seed_iso
+from vms.create import CreatePlan, DiskPlan
+from vms.handlers import vm_refresh
+from vms.messages import vms_publish
+from vms.models import VirtualMachine
+
+MIB = 1024 * 1024
+QEMU_LOG_DIR = "/var/log/libvirt/qemu"
+# An installer CD boots first, then the disk it installed to; likewise a PXE install.
+_BOOT: dict[str, tuple[BootDevice, ...]] = {"iso": ("cdrom", "hd"), "network": ("network", "hd")}
+_TARGET_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
+
+
+@dataclass
+class Undo:
+    """What this operation created on the host, to remove if it cannot finish."""
+
+    target: virt.HostTarget
+    volumes: list[str] = field(default_factory=list)
+    domain: str | None = None
+
+    def run(self) -> list[str]:
+        """Remove everything recorded; returns what could not be removed, in words."""
+        left: list[str] = []
+        if self.domain is not None:
+            try:
+                with contextlib.suppress(virt.InvalidOperation, virt.NotFound):
+                    virt.destroy_domain(self.target, self.domain)
+                virt.undefine_domain(self.target, self.domain)
+            except virt.NotFound:
+                pass
+            except virt.VirtError as exc:
+                left.append(f"the definition ({exc.message})")
+        for path in reversed(self.volumes):
+            try:
+                volumes.delete_volume(self.target, path)
+            except virt.VirtError as exc:
+                left.append(f"{path} ({exc.message})")
+        return left
+
+
+class Step:
+    """Names the step under way, so a failure can say where it happened."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.name = "checking the request"
+
+    def __call__(self, percent: int, name: str) -> None:
+        self.name = name[0].lower() + name[1:]
+        self.progress(percent, name)
+
+
+def _create(op: Operation, progress: Progress) -> dict[str, Any]:
+    plan = CreatePlan.from_params(op.params)
+    host = Host.objects.get(pk=plan.host)
+    undo = Undo(host.virt_target())
+    step = Step(progress)
+    try:
+        result = _build(plan, host, undo, step)
+    except Exception as exc:
+        raise KvmwebError(_failure(plan, step, exc, undo)) from exc
+    return result
+
+
+def _failure(plan: CreatePlan, step: Step, exc: Exception, undo: Undo) -> str:
+    reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    made = len(undo.volumes) + (1 if undo.domain else 0)
+    left = undo.run()
+    message = f"Creating {plan.name} failed while {step.name}: {reason}"
+    if left:
+        return f"{message} Could not remove: {', '.join(left)}; remove them by hand."
+    if made:
+        return f"{message} Everything it had made was removed."
+    return f"{message} Nothing was left behind."
+
+
+def _build(plan: CreatePlan, host: Host, undo: Undo, step: Step) -> dict[str, Any]:
+    target = host.virt_target()
+    disks = _system_disks(plan, target, undo, step)
+    disks += _blank_disks(plan, target, undo, step, skip=1 if plan.source["type"] in ("template", "cloud") else 0)
+    cdroms = _cdroms(plan, target, undo, step)
+    spec = _domain_spec(plan, _with_targets(disks) + _with_targets(cdroms, bus="sata"), _serial_log(host, plan))
+    step(85, f"Defining {plan.name} on {host.name}")
+    undo.domain = virt.define_domain(target, build_domain_xml(spec)).uuid
+    vm = claim_for_requester(host, plan.uuid, plan.owner)
+    if plan.start:
+        step(92, f"Starting {plan.name}")
+        virt.start_domain(target, plan.uuid)
+        vm_refresh(host, plan.uuid)
+    return {"vm": str(vm.uuid), "name": vm.name, "host": host.name, "volumes": list(undo.volumes)}
+
+
+def _system_disks(plan: CreatePlan, target: virt.HostTarget, undo: Undo, step: Step) -> list[DiskSpec]:
+    """The disks copied or linked from a template or cloud image (the first one may grow)."""
+    kind = plan.source["type"]
+    if kind == "template":
+        images = plan.source["disks"]
+    elif kind == "cloud":
+        images = [{"path": plan.source["image"], "bus": "virtio"}]
+    else:
+        return []
+    grow = plan.disks[0].size_mib * MIB if plan.disks else None
+    pool = _copy_pool(plan)
+    specs = []
+    for index, image in enumerate(images):
+        name = f"{plan.name}-disk{index}.qcow2"
+        record = _copy_image(
+            plan, target, pool, image["path"], name, grow if index == 0 else None, step, index, len(images)
+        )
+        undo.volumes.append(record.path or "")
+        specs.append(DiskSpec(pool=pool, volume=record.name, format=_format(record), bus=image.get("bus", "virtio")))
+    return specs
+
+
+def _copy_image(
+    plan: CreatePlan,
+    target: virt.HostTarget,
+    pool: str,
+    source: str,
+    name: str,
+    grow: int | None,
+    step: Step,
+    index: int,
+    count: int,
+) -> virt.VolumeRecord:
+    low, high = 10 + 60 * index // count, 10 + 60 * (index + 1) // count
+    if plan.source["clone"] == "linked":
+        step(low, f"Making linked clone {name} of {source}")
+        return volumes.create_linked_volume(target, pool, source, name, capacity_bytes=grow)
+    step(low, f"Copying {source} to {name}")
+    return volumes.clone_volume(
+        target, pool, source, name, format="qcow2", capacity_bytes=grow, progress=_copy_progress(step, name, low, high)
+    )
+
+
+def _copy_progress(step: Step, name: str, low: int, high: int) -> Callable[[int, int], None]:
+    def report(done: int, total: int) -> None:
+        share = done / total if total else 0
+        step(low + int((high - low) * min(share, 1.0)), f"Copying {name}: {done // MIB} of {total // MIB} MiB")
+
+    return report
+
+
+def _copy_pool(plan: CreatePlan) -> str:
+    """Copies go to the first disk's pool when one was chosen, else next to their image."""
+    return plan.disks[0].pool if plan.disks else str(plan.source["pool"])
+
+
+def _format(record: virt.VolumeRecord) -> Any:
+    return "raw" if record.format == "raw" else "qcow2"
+
+
+def _blank_disks(plan: CreatePlan, target: virt.HostTarget, undo: Undo, step: Step, *, skip: int) -> list[DiskSpec]:
+    specs = []
+    for index, disk in enumerate(plan.disks[skip:], start=skip):
+        name = f"{plan.name}-disk{index}.{disk.format}"
+        step(70 + index, f"Creating disk {name} ({_size(disk)}, {disk.allocation})")
+        spec = VolumeSpec(name=name, capacity_bytes=disk.size_mib * MIB, format=disk.format, allocation=disk.allocation)  # type: ignore[arg-type]
+        record = volumes.create_volume(target, disk.pool, spec)
+        undo.volumes.append(record.path or "")
+        specs.append(DiskSpec(pool=disk.pool, volume=name, format=disk.format, bus=disk.bus))  # type: ignore[arg-type]
+    return specs
+
+
+def _size(disk: DiskPlan) -> str:
+    return f"{disk.size_mib / 1024:g} GiB" if disk.size_mib >= 1024 else f"{disk.size_mib} MiB"
+
+
+def _cdroms(plan: CreatePlan, target: virt.HostTarget, undo: Undo, step: Step) -> list[DiskSpec]:
+    cdroms = []
+    if plan.source["type"] == "iso":
+        cdroms.append(
+            DiskSpec(device="cdrom", source_file=plan.source["iso"], format="raw", bus="sata", target_dev="sda")
+        )
+    if plan.cloud_init is not None:
+        cdroms.append(_seed(plan, target, undo, step))
+    return cdroms
+
+
+def _seed(plan: CreatePlan, target: virt.HostTarget, undo: Undo, step: Step) -> DiskSpec:
+    step(80, "Building the cloud-init seed image")
+    settings = dict(plan.cloud_init or {})
+    data = seed_iso(CloudInit(**{**settings, "ssh_keys": tuple(settings.get("ssh_keys") or ())}))
+    pool = _copy_pool(plan)
+    name = f"{plan.name}-cidata.iso"
+    step(82, f"Uploading {name} to pool {pool}")
+    record = volumes.upload_volume(target, pool, name, [data], size=len(data))
+    undo.volumes.append(record.path or "")
+    return DiskSpec(device="cdrom", pool=pool, volume=name, format="raw", bus="sata", target_dev="sda")
+
+
+def _with_targets(disks: list[DiskSpec], *, bus: str | None = None) -> list[DiskSpec]:
+    """Give each disk the next free target name on its bus (vda, vdb, ...; CD-ROMs sda, sdb, ...)."""
+    counters: dict[str, int] = {}
+    named = []
+    for disk in disks:
+        prefix = _TARGET_PREFIX[bus or disk.bus]
+        index = counters.get(prefix, 0)
+        counters[prefix] = index + 1
+        named.append(_retarget(disk, prefix + "abcdefghijklmnop"[index]))
+    return named
+
+
+def _retarget(disk: DiskSpec, dev: str) -> DiskSpec:
+    return DiskSpec(
+        device=disk.device,
+        source_file=disk.source_file,
+        pool=disk.pool,
+        volume=disk.volume,
+        format=disk.format,
+        target_dev=dev,
+        bus=disk.bus,
+        readonly=disk.readonly,
+    )
+
+
+def _serial_log(host: Host, plan: CreatePlan) -> str | None:
+    """Keep the serial console's output in the host's QEMU log directory, where the Logs tab reads it.
+
+    Only a system daemon writes there; a session daemon runs as a user who can't.
+    """
+    return f"{QEMU_LOG_DIR}/{plan.name}-serial.log" if host.uri.rstrip("/").endswith("/system") else None
+
+
+def _domain_spec(plan: CreatePlan, disks: list[DiskSpec], serial_log: str | None) -> DomainSpec:
+    source = plan.source
+    kernel = source.get("kernel") if source["type"] == "kernel" else None
+    boot = _BOOT.get(source["type"], ("hd",))
+    return DomainSpec(
+        name=plan.name,
+        uuid=plan.uuid,
+        memory_mib=plan.memory_mib,
+        vcpus=plan.vcpus,
+        domain_type=plan.domain_type,  # type: ignore[arg-type]
+        arch=plan.arch,
+        firmware=plan.firmware,  # type: ignore[arg-type]
+        boot=boot,
+        kernel=kernel or None,
+        initrd=(source.get("initrd") or None) if kernel else None,
+        cmdline=(source.get("cmdline") or None) if kernel else None,
+        disks=tuple(disks),
+        nics=tuple(NicSpec(network=nic["network"], model=nic["model"]) for nic in plan.nics),  # type: ignore[arg-type]
+        graphics=VncSpec(listen_address="127.0.0.1") if plan.graphics else None,
+        serial=SerialSpec(log_file=serial_log) if plan.serial else None,
+        guest_agent=plan.guest_agent,
+        description=plan.description or None,
+    )
+
+
+def claim_for_requester(host: Host, uuid: str, owner_id: int | None) -> VirtualMachine:
+    """The new VM's row, owned by whoever asked for it."""
+    vm = vm_refresh(host, uuid) or VirtualMachine.objects.get(uuid=uuid)
+    if owner_id is not None and vm.owner_id != owner_id:
+        vm.owner_id = owner_id
+        vm.version += 1
+        vm.updated = timezone.now()
+        vm.save(update_fields=["owner", "version", "updated"])
+        vms_publish([vm], host_id=host.pk)
+    return vm
+
+
+operation_kind("vm.create", label="Create VM", deadline_seconds=6 * 3600, retry_transient=False)(_create)
