@@ -234,6 +234,8 @@ function init(root) {
       /* the message alone still says what went wrong */
     }
     const title = op.status === "failed" ? "Not applied: nothing was changed" : "Not applied";
+    // The reviewed diff is spent: the next Apply must come from a fresh review of the edited text.
+    reviewPane.replaceChildren();
     showError({ title, message, line: match ? Number(match[1]) : null, raw });
   }
 

@@ -82,6 +82,8 @@ def test_xml_editor_and_logs_in_the_browser(live_stack, transactional_db, browse
             close.click()
         edit_text(page, "<nonsense>1</nonsense>\n  ", "")
         page.click("[data-xml-review-button]")
+        expect(page.locator("section[data-xml-review]")).to_be_visible()
+        expect(page.locator("[data-xml-apply] button[type=submit]")).to_be_enabled()
         page.click("[data-xml-apply] button[type=submit]")
         expect(page.locator("[data-xml-done]")).to_be_visible(timeout=60_000)
         bar = "document.querySelector('[data-xml-apply-pane] .progress-bar')"
