@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,21 +22,10 @@ from tests.factories import make_user
 from tests.lab.guests import Guest, ensure_guest, remove_guest, unique_guest_name
 from tests.lab.hosts import LabHost
 from tests.lab.virsh import virsh
-from tests.stack import process_env, running, wait_until
+from tests.stack import wait_until
 from vms.models import VirtualMachine
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Path]:  # type: ignore[no-untyped-def]
-    """A real Celery worker process on the test database and the real Redis."""
-    log: Path = tmp_path_factory.mktemp("actions") / "worker.log"
-    with django_db_blocker.unblock():
-        env = process_env()
-    args = ["celery", "-A", "kvmweb", "worker", "-Q", "default", "--pool", "solo", "-l", "info"]
-    with running(args, env=env, log=log, ready=lambda: "ready." in log.read_text(), what="worker"):
-        yield log
 
 
 @pytest.fixture(scope="module")

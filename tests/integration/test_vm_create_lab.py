@@ -27,21 +27,11 @@ from tests.factories import make_user
 from tests.lab.guests import BOOT_DIR, POOL, Guest, remove_guest, unique_guest_name
 from tests.lab.hosts import LabHost
 from tests.lab.virsh import virsh
-from tests.stack import process_env, running, wait_until
+from tests.stack import wait_until
 from vms.models import VirtualMachine
 
 pytestmark = pytest.mark.integration
 POOL_DIR = "/var/lib/libvirt/images/kvmweb-lab"
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Path]:  # type: ignore[no-untyped-def]
-    log: Path = tmp_path_factory.mktemp("create") / "worker.log"
-    with django_db_blocker.unblock():
-        env = process_env()
-    args = ["celery", "-A", "kvmweb", "worker", "-Q", "default", "--pool", "solo", "-l", "info"]
-    with running(args, env=env, log=log, ready=lambda: "ready." in log.read_text(), what="worker"):
-        yield log
 
 
 @pytest.fixture

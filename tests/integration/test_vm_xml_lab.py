@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,21 +22,11 @@ from kvmweb.virt import devices
 from tests.factories import make_user
 from tests.lab.guests import Guest
 from tests.lab.virsh import virsh
-from tests.stack import process_env, running, wait_until
+from tests.stack import wait_until
 from vms import logs
 from vms.models import VirtualMachine
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Path]:  # type: ignore[no-untyped-def]
-    log: Path = tmp_path_factory.mktemp("xml") / "worker.log"
-    with django_db_blocker.unblock():
-        env = process_env()
-    args = ["celery", "-A", "kvmweb", "worker", "-Q", "default", "--pool", "solo", "-l", "info"]
-    with running(args, env=env, log=log, ready=lambda: "ready." in log.read_text(), what="worker"):
-        yield log
 
 
 @pytest.fixture

@@ -37,3 +37,13 @@ def host(alice):  # type: ignore[no-untyped-def]
     from tests.factories import make_host
 
     return make_host("lab", members=(alice,))
+
+
+@pytest.fixture
+def queued(monkeypatch):  # type: ignore[no-untyped-def]
+    """The ids of operations that would go to the broker; tests run them with tests.runs.run."""
+    from kvmweb.operations import services as operation_services
+
+    sent: list[int] = []
+    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: sent.append(op_id))
+    return sent

@@ -17,15 +17,13 @@ from rest_framework.authtoken.models import Token
 
 from hosts.inventory import host_reconcile
 from kvmweb import virt
-from kvmweb.actors import Actor
 from kvmweb.errors import Conflict, Invalid
-from kvmweb.operations import services as operation_services
 from kvmweb.operations.models import Operation
-from kvmweb.operations.runner import run_claimed
 from kvmweb.virt import volumes
 from kvmweb.virt.xml import DiskSpec, DomainSpec, NicSpec, build_domain_xml, domain_devices
 from storage.models import StoragePool, Volume
 from tests.factories import make_host
+from tests.runs import actor_of, run
 from vms.actions import ACTIONS, vm_action
 from vms.models import VirtualMachine
 
@@ -33,13 +31,6 @@ TEST_URI = "test:///default"
 TARGET = virt.HostTarget(TEST_URI)
 POOL = "default-pool"
 MakeDomain = Callable[..., VirtualMachine]
-
-
-@pytest.fixture
-def queued(monkeypatch):  # type: ignore[no-untyped-def]
-    sent: list[int] = []
-    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: sent.append(op_id))
-    return sent
 
 
 @pytest.fixture
@@ -86,18 +77,6 @@ def domain(lab, alice) -> Iterator[MakeDomain]:  # type: ignore[no-untyped-def]
         except virt.NotFound:
             pass
     virt.close_all()
-
-
-def actor_of(user: Any) -> Actor:
-    return Actor(user=user, ip="192.0.2.9")
-
-
-def run(op: Operation) -> Operation:
-    claimed = operation_services.operation_claim(op.pk)
-    assert claimed is not None
-    run_claimed(claimed)
-    op.refresh_from_db()
-    return op
 
 
 def act(vm: VirtualMachine, action: str, user: Any, **params: Any) -> Operation:

@@ -14,15 +14,12 @@ from rest_framework.authtoken.models import Token
 
 from hosts.inventory import host_reconcile
 from kvmweb import virt
-from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
 from kvmweb.errors import Conflict, Invalid
-from kvmweb.operations import services as operation_services
-from kvmweb.operations.models import Operation
-from kvmweb.operations.runner import run_claimed
 from kvmweb.virt import volumes
 from kvmweb.virt.xml import DiskSpec, DomainSpec, NicSpec, VolumeSpec, build_domain_xml, domain_devices
 from tests.factories import PASSWORD, make_host
+from tests.runs import actor_of, run
 from vms.actions import vm_action
 from vms.catalog import visible_templates, vm_reassign, vm_set_template
 from vms.create import vm_create
@@ -32,13 +29,6 @@ TEST_URI = "test:///default"
 TARGET = virt.HostTarget(TEST_URI)
 POOL = "default-pool"
 CAPS = {"virt_types": ["qemu"], "arch": "x86_64", "cpus": 8, "memory_kib": 16 << 20, "free_memory_kib": 4 << 20}
-
-
-@pytest.fixture
-def queued(monkeypatch):  # type: ignore[no-untyped-def]
-    sent: list[int] = []
-    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: sent.append(op_id))
-    return sent
 
 
 @pytest.fixture
@@ -61,18 +51,6 @@ def _clean_test_driver() -> Iterator[None]:
     for volume in sorted(made, key=lambda v: v.backing_path is None):
         volumes.delete_volume(TARGET, volume.path or "")
     virt.close_all()
-
-
-def actor_of(user: Any) -> Actor:
-    return Actor(user=user, ip="192.0.2.9")
-
-
-def run(op: Operation) -> Operation:
-    claimed = operation_services.operation_claim(op.pk)
-    assert claimed is not None
-    run_claimed(claimed)
-    op.refresh_from_db()
-    return op
 
 
 def reconcile(host: Any) -> None:

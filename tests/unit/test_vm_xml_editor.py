@@ -21,11 +21,10 @@ from hosts.inventory import host_reconcile
 from kvmweb import virt
 from kvmweb.actors import Actor
 from kvmweb.errors import Invalid
-from kvmweb.operations import services as operation_services
 from kvmweb.operations.models import Operation
-from kvmweb.operations.runner import run_claimed
 from kvmweb.virt.xml import DomainSpec, build_domain_xml
 from tests.factories import make_host
+from tests.runs import run
 from vms import xml_editor
 from vms.actions import ACTIONS, vm_action
 from vms.models import VirtualMachine
@@ -50,13 +49,6 @@ ENTITY_REFUSAL = (
     "The XML was refused: it declares a DTD or entities (<!DOCTYPE ...> or <!ENTITY ...>), which kvmweb never "
     "expands or accepts. Remove them; libvirt's definitions never need them."
 )
-
-
-@pytest.fixture
-def queued(monkeypatch):  # type: ignore[no-untyped-def]
-    sent: list[int] = []
-    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: sent.append(op_id))
-    return sent
 
 
 @pytest.fixture
@@ -110,14 +102,6 @@ def api_client(user: Any) -> Client:
     if user is None:
         return Client()
     return Client(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-
-
-def run(op: Operation) -> Operation:
-    claimed = operation_services.operation_claim(op.pk)
-    assert claimed is not None
-    run_claimed(claimed)
-    op.refresh_from_db()
-    return op
 
 
 def line_of(xml: str, needle: str) -> int:
