@@ -7,7 +7,7 @@ objects they may see but not change are refused (403).
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from kvmweb.errors import Forbidden, NotVisible
 from kvmweb.realtime import groups
@@ -38,6 +38,8 @@ ADMIN_ACTIONS = frozenset(
         "vm.create.kernel",
         "vm.reassign",
         "vm.xml",
+        "console.sessions",
+        "console.end",
     }
 )
 # Actions on a VM that administrators and the VM's owner may take.
@@ -67,6 +69,37 @@ def visible_vms(user: User) -> "QuerySet[VirtualMachine]":
     if not user.is_authenticated:
         return VirtualMachine.objects.none()
     return VirtualMachine.objects.filter(owner_id=user.pk)
+
+
+def console_vms(user: User) -> "QuerySet[VirtualMachine]":
+    """VMs whose console `user` may open: those they see, plus those shared with them (view-only)."""
+    from vms.models import VirtualMachine
+
+    if is_admin(user):
+        return VirtualMachine.objects.all()
+    if not user.is_authenticated:
+        return VirtualMachine.objects.none()
+    return VirtualMachine.objects.filter(Q(owner_id=user.pk) | Q(console_shares__user_id=user.pk)).distinct()
+
+
+def console_may_type(user: User, vm: "VirtualMachine") -> bool:
+    """Owners and administrators control the console; people it is shared with only watch."""
+    return _owns_or_admin(user, vm)
+
+
+def console_may_share(user: User, vm: "VirtualMachine") -> bool:
+    """Who shares a VM's console view-only: its owner, or an administrator (instructors, once teams exist)."""
+    return user.is_authenticated and _owns_or_admin(user, vm)
+
+
+def require_console_share(user: User, vm: "VirtualMachine") -> None:
+    """NotVisible for those who can't open the console at all; Forbidden for those who may only watch it."""
+    if not user.is_authenticated:
+        raise Forbidden("Log in first.")
+    if not console_vms(user).filter(pk=vm.pk).exists():
+        raise NotVisible("Not found.")
+    if not console_may_share(user, vm):
+        raise Forbidden("Only the VM's owner or an administrator can share its console.")
 
 
 def visible_networks(user: User) -> "QuerySet[Network]":
@@ -125,6 +158,9 @@ def require(user: User, action: str, obj: Any = None) -> None:
 
 
 def _owns_or_admin(user: User, obj: Any) -> bool:
+    # An anonymous user's pk is None, like an unowned VM's owner_id: ownership needs a signed-in user.
+    if not user.is_authenticated:
+        return False
     return is_admin(user) or (obj is not None and getattr(obj, "owner_id", None) == user.pk)
 
 

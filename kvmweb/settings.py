@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "networks",
     "storage",
     "stats",
+    "consoles",
 ]
 
 MIDDLEWARE = [
@@ -168,6 +169,7 @@ CELERY_BEAT_SCHEDULE = {
 # group's size; it has no backpressure, so publishers coalesce bursts
 # (kvmweb.realtime.publish).
 CHANNEL_REDIS_URL = env.str("CHANNEL_REDIS_URL", default=_redis_db(REDIS_URL, 1))
+KVMWEB_CHANNEL_PREFIX = env.str("KVMWEB_CHANNEL_PREFIX", default=f"kvmweb{urlsplit(CHANNEL_REDIS_URL).path.strip('/')}")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -175,7 +177,7 @@ CHANNEL_LAYERS = {
         # that share one Redis server from hearing each other.
         "CONFIG": {
             "hosts": [CHANNEL_REDIS_URL],
-            "prefix": env.str("KVMWEB_CHANNEL_PREFIX", default=f"kvmweb{urlsplit(CHANNEL_REDIS_URL).path.strip('/')}"),
+            "prefix": KVMWEB_CHANNEL_PREFIX,
         },
     }
 }
@@ -226,3 +228,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Consoles: tokens last this long to connect (at most 60 s); the proxy listens at this path.
+KVMWEB_CONSOLE_TOKEN_TTL = env.int("KVMWEB_CONSOLE_TOKEN_TTL", default=30)
+KVMWEB_CONSOLE_PATH = "/console/websockify"

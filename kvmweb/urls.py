@@ -12,6 +12,8 @@ urlpatterns = [
     path("", include("kvmweb.accounts.urls")),
     path("hosts/", include("hosts.urls")),
     path("vms/", include("vms.urls")),
+    path("", include("consoles.urls")),
+    path("", include("consoles.urls_shares")),
     path("networks/", include("networks.urls")),
     path("storage/", include("storage.urls")),
     path("operations/", include("kvmweb.operations.urls")),

@@ -2,7 +2,7 @@
 """Render scripts/nginx.conf.template into a runnable nginx configuration.
 
 Used by scripts/run.sh (unix sockets under var/run/) and by the compose `proxy`
-service (TCP upstreams `web:8000` and `ws:8001`). Standard library only.
+service (TCP upstreams `web:8000`, `ws:8001` and `console:6080`). Standard library only.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
+# settings.KVMWEB_CONSOLE_PATH (tests/unit/test_nginx_conf.py keeps them equal): noVNC's WebSocket.
+CONSOLE_PATH = "/console/websockify"
 
 
 def upstream(value: str) -> str:
@@ -55,6 +57,8 @@ def render(args: argparse.Namespace) -> str:
         "LISTEN": args.listen,
         "WEB_UPSTREAM": args.web,
         "WS_UPSTREAM": args.ws,
+        "CONSOLE_UPSTREAM": args.console,
+        "CONSOLE_PATH": CONSOLE_PATH,
         "CLIENT_MAX_BODY_SIZE": args.client_max_body_size,
         "REAL_IP": real_ip,
     }
@@ -73,6 +77,7 @@ def main() -> None:
     parser.add_argument("--listen", default=f"127.0.0.1:{os.environ.get('PORT', '8000')}")
     parser.add_argument("--web", type=upstream, help="gunicorn: unix:/path or host:port")
     parser.add_argument("--ws", type=upstream, help="daphne: unix:/path or host:port")
+    parser.add_argument("--console", type=upstream, help="manage.py console_proxy: unix:/path or host:port")
     parser.add_argument("--static-root", help="collectstatic output (default VAR/static)")
     parser.add_argument("--user", help="worker user when started as root")
     parser.add_argument("--client-max-body-size", default="25m")
@@ -90,6 +95,7 @@ def main() -> None:
     run_dir = Path(args.var_dir).resolve() / "run"
     args.web = args.web or f"unix:{run_dir / 'gunicorn.sock'}"
     args.ws = args.ws or f"unix:{run_dir / 'daphne.sock'}"
+    args.console = args.console or f"unix:{run_dir / 'console.sock'}"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(args))

@@ -29,6 +29,22 @@ FILES=(
   "uplot/dist/uPlot.iife.min.js                    uplot/uPlot.iife.min.js"
   "uplot/dist/uPlot.min.css                        uplot/uPlot.min.css"
   "uplot/LICENSE                                   uplot/LICENSE"
+  "@novnc/novnc/LICENSE.txt                        novnc/LICENSE.txt"
+  "@xterm/xterm/lib/xterm.js                       xterm/xterm.js"
+  "@xterm/xterm/lib/xterm.js.map                   xterm/xterm.js.map"
+  "@xterm/xterm/css/xterm.css                      xterm/xterm.css"
+  "@xterm/xterm/LICENSE                            xterm/LICENSE"
+  "@xterm/addon-fit/lib/addon-fit.js               xterm/addon-fit.js"
+  "@xterm/addon-fit/lib/addon-fit.js.map           xterm/addon-fit.js.map"
+  "@xterm/addon-fit/LICENSE                        xterm/LICENSE.addon-fit"
+)
+
+# Whole directories, copied as they are: noVNC ships ES modules that import each other by
+# relative path (core/rfb.js -> ../vendor/pako/...), so its tree keeps its shape.
+# Each entry is "source dir -> destination dir | a file that must be in it" (checked by --check).
+DIRS=(
+  "@novnc/novnc/core    novnc/core    rfb.js"
+  "@novnc/novnc/vendor  novnc/vendor  pako/lib/zlib/inflate.js"
 )
 
 lock_hash() {
@@ -43,6 +59,10 @@ if [[ "${1:-}" == "--check" ]]; then
   for entry in "${FILES[@]}"; do
     read -r _src dst <<<"$entry"
     [[ -s "$VENDOR/$dst" ]] || { echo "static/vendor/$dst is missing: run scripts/vendor_assets.sh" >&2; exit 1; }
+  done
+  for entry in "${DIRS[@]}"; do
+    read -r _src dst probe <<<"$entry"
+    [[ -s "$VENDOR/$dst/$probe" ]] || { echo "static/vendor/$dst/$probe is missing: run scripts/vendor_assets.sh" >&2; exit 1; }
   done
   [[ "$(cat "$STAMP" 2>/dev/null)" == "$(lock_hash)" ]] || {
     echo "static/vendor/ is older than package.json/package-lock.json: run scripts/vendor_assets.sh" >&2
@@ -71,5 +91,14 @@ for entry in "${FILES[@]}"; do
   mkdir -p "$(dirname "$VENDOR/$dst")"
   cp "$NM/$src" "$VENDOR/$dst"
 done
+for entry in "${DIRS[@]}"; do
+  read -r src dst probe <<<"$entry"
+  if [[ ! -f "$NM/$src/$probe" ]]; then
+    echo "node_modules/$src/$probe is missing: has the package layout changed?" >&2
+    exit 1
+  fi
+  mkdir -p "$(dirname "$VENDOR/$dst")"
+  cp -R "$NM/$src" "$VENDOR/$dst"
+done
 lock_hash >"$STAMP"
-echo "Copied ${#FILES[@]} files into static/vendor/."
+echo "Copied ${#FILES[@]} files and ${#DIRS[@]} directories into static/vendor/."

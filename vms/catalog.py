@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
+from consoles.shares import sessions_close_lost_access
 from kvmweb import access
 from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
@@ -101,6 +102,8 @@ def vm_reassign(*, actor: Actor, vm: VirtualMachine, owner: Any) -> VirtualMachi
     if previous is not None:
         # The previous owner's pages drop the VM: they may no longer see it.
         publish([groups.user_group(previous.pk)], {"type": "vm.bulk", "host": vm.host_id, "changed": 1})
+        # Nor use its console: their live sessions on it are closed once this commits.
+        sessions_close_lost_access(vm=vm, user_id=previous.pk, reason=f"{vm.name} now belongs to {new_name}.")
     return vm
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from consoles.targets import host_is_local
 from hosts.models import Host
 from kvmweb import virt
 from kvmweb.errors import KvmwebError
@@ -106,7 +107,9 @@ def _build(plan: CreatePlan, host: Host, undo: Undo, step: Step) -> dict[str, An
     disks = _system_disks(plan, target, undo, step)
     disks += _blank_disks(plan, target, undo, step, skip=1 if plan.source["type"] in ("template", "cloud") else 0)
     cdroms = _cdroms(plan, target, undo, step)
-    spec = _domain_spec(plan, _with_targets(disks) + _with_targets(cdroms, bus="sata"), _serial_log(host, plan))
+    spec = _domain_spec(
+        plan, _with_targets(disks) + _with_targets(cdroms, bus="sata"), _serial_log(host, plan), host.uri
+    )
     step(85, f"Defining {plan.name} on {host.name}")
     undo.domain = virt.define_domain(target, build_domain_xml(spec)).uuid
     vm = claim_for_requester(host, plan.uuid, plan.owner)
@@ -249,7 +252,13 @@ def _serial_log(host: Host, plan: CreatePlan) -> str | None:
     return f"{QEMU_LOG_DIR}/{plan.name}-serial.log" if host.uri.rstrip("/").endswith("/system") else None
 
 
-def _domain_spec(plan: CreatePlan, disks: list[DiskSpec], serial_log: str | None) -> DomainSpec:
+def _vnc(host_uri: str) -> VncSpec:
+    """A unix socket on local hosts (the console proxy runs beside libvirtd; nothing listens on the
+    network); on remote hosts the host's loopback, reached through the host itself."""
+    return VncSpec(auto_socket=True) if host_is_local(host_uri) else VncSpec(listen_address="127.0.0.1")
+
+
+def _domain_spec(plan: CreatePlan, disks: list[DiskSpec], serial_log: str | None, host_uri: str) -> DomainSpec:
     source = plan.source
     kernel = source.get("kernel") if source["type"] == "kernel" else None
     boot = _BOOT.get(source["type"], ("hd",))
@@ -267,7 +276,7 @@ def _domain_spec(plan: CreatePlan, disks: list[DiskSpec], serial_log: str | None
         cmdline=(source.get("cmdline") or None) if kernel else None,
         disks=tuple(disks),
         nics=tuple(NicSpec(network=nic["network"], model=nic["model"]) for nic in plan.nics),  # type: ignore[arg-type]
-        graphics=VncSpec(listen_address="127.0.0.1") if plan.graphics else None,
+        graphics=_vnc(host_uri) if plan.graphics else None,
         serial=SerialSpec(log_file=serial_log) if plan.serial else None,
         guest_agent=plan.guest_agent,
         description=plan.description or None,

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from consoles import api as consoles
+from consoles import api_shares as console_shares
 from hosts.api import views as hosts
 from kvmweb.api.auth import obtain_token
 from kvmweb.operations import api as operations
@@ -16,6 +18,9 @@ urlpatterns = [
     path("vms/<uuid:vm_uuid>/", vms.vm_item, name="api-vm"),
     path("vms/<uuid:vm_uuid>/actions/<slug:action>/", vms.vm_action, name="api-vm-action"),
     path("vms/<uuid:vm_uuid>/xml/", vms.vm_xml, name="api-vm-xml"),
+    path("vms/<uuid:vm_uuid>/console/shares/", console_shares.share_collection, name="api-vm-console-shares"),
+    path("vms/<uuid:vm_uuid>/console/shares/<str:username>/", console_shares.share_item, name="api-vm-console-share"),
+    path("vms/<uuid:vm_uuid>/console/", consoles.vm_console, name="api-vm-console"),
     path("operations/", operations.operation_list, name="api-operations"),
     path("operations/<int:op_id>/", operations.operation_detail, name="api-operation"),
     path("stats/<str:kind>/<str:key>/", stats.stats_series, name="api-stats"),

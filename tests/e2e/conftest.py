@@ -47,7 +47,7 @@ def live_stack(django_db_setup, django_db_blocker, tmp_path_factory):  # type: i
     )
     base = f"http://127.0.0.1:{port}"
     log = var / "honcho.log"
-    args = ["honcho", "-f", str(ROOT / "Procfile"), "start", "proxy", "web", "ws", "worker", "events"]
+    args = ["honcho", "-f", str(ROOT / "Procfile"), "start", "proxy", "web", "ws", "worker", "events", "console"]
     with running(args, env=env, log=log, ready=lambda: _answers(f"{base}/login/"), what="the stack", timeout=90):
         yield {"base": base, "log": log}
 

@@ -69,7 +69,7 @@ def test_the_schema_rejects_a_misspelt_key():
 
 def test_every_app_service_runs_the_one_image():
     apps = app_services(load_compose())
-    assert {"web", "ws", "worker", "beat", "proxy", "migrate"} <= set(apps)
+    assert {"web", "ws", "worker", "beat", "events", "console", "proxy", "migrate"} <= set(apps)
     assert {(s.get("image"), s.get("build")) for s in apps.values()} == {("${KVMWEB_IMAGE:-kvmweb:latest}", ".")}
 
 
@@ -99,12 +99,13 @@ def test_long_running_services_have_healthchecks_and_wait_for_their_dependencies
     for name, service in services.items():
         if name != "migrate":
             assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
-    for name in ("web", "ws", "worker", "beat"):
+    for name in ("web", "ws", "worker", "beat", "console"):
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["redis"]["condition"] == "service_healthy"
         assert depends["migrate"]["condition"] == "service_completed_successfully"
     assert services["proxy"]["depends_on"]["web"]["condition"] == "service_healthy"
+    assert services["proxy"]["depends_on"]["console"]["condition"] == "service_healthy"
 
 
 def test_postgres_data_and_static_files_live_in_volumes():

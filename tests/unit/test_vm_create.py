@@ -16,16 +16,14 @@ from rest_framework.authtoken.models import Token
 
 from hosts.inventory import host_reconcile
 from kvmweb import virt
-from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
 from kvmweb.errors import Invalid, NotVisible
-from kvmweb.operations import services as operation_services
 from kvmweb.operations.models import Operation
-from kvmweb.operations.runner import run_claimed
 from kvmweb.virt import volumes
 from kvmweb.virt.xml import VolumeSpec, domain_devices
 from storage.models import StoragePool, Volume
 from tests.factories import PASSWORD, make_host
+from tests.runs import actor_of, run
 from vms.cloudinit import CloudInit, seed_iso
 from vms.create import create_plan, pick_host, vm_create
 from vms.models import VirtualMachine
@@ -34,13 +32,6 @@ TEST_URI = "test:///default"
 TARGET = virt.HostTarget(TEST_URI)
 POOL = "default-pool"
 CAPS = {"virt_types": ["qemu"], "arch": "x86_64", "cpus": 8, "memory_kib": 16 * 1024 * 1024, "free_memory_kib": 4 << 20}
-
-
-@pytest.fixture
-def queued(monkeypatch):  # type: ignore[no-untyped-def]
-    sent: list[int] = []
-    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: sent.append(op_id))
-    return sent
 
 
 @pytest.fixture
@@ -65,18 +56,6 @@ def _clean_test_driver() -> Iterator[None]:
         if volume.path not in before_volumes and volume.path:
             volumes.delete_volume(TARGET, volume.path)
     virt.close_all()
-
-
-def actor_of(user: Any) -> Actor:
-    return Actor(user=user, ip="192.0.2.9")
-
-
-def run(op: Operation) -> Operation:
-    claimed = operation_services.operation_claim(op.pk)
-    assert claimed is not None
-    run_claimed(claimed)
-    op.refresh_from_db()
-    return op
 
 
 def pool_id(host: Any) -> int:
@@ -391,3 +370,15 @@ def test_pick_for_me_prefers_fresh_samples_over_the_last_refresh(alice):  # type
             mem_used_kib=used,
         )
     assert pick_host([stale, sampled], "auto") == sampled
+
+
+def test_new_vms_on_a_local_host_get_a_shared_vnc_socket(lab, alice, queued):  # type: ignore[no-untyped-def]
+    from kvmweb.virt.xml import parse_xml
+
+    body = request(lab)
+    assert run(vm_create(actor=actor_of(alice), data=body)).status == "succeeded"
+    [domain] = domains_named(body["name"])
+    graphics = parse_xml(virt.get_domain_xml(TARGET, domain.uuid)).find("devices/graphics")
+    assert graphics is not None and graphics.get("sharePolicy") == "force-shared"
+    listen = graphics.find("listen")
+    assert listen is not None and listen.get("type") == "socket"

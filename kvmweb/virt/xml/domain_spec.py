@@ -136,18 +136,19 @@ class NicSpec:
 
 @dataclass(frozen=True, slots=True)
 class VncSpec:
-    """VNC console, listening on a unix socket (``socket``) or on an IP address."""
+    """VNC console, listening on a unix socket (``socket``, or one libvirt names: ``auto_socket``) or an IP address."""
 
     socket: str | None = None
     listen_address: str | None = None
     autoport: bool = True
     port: int | None = None
     share_policy: SharePolicy = "force-shared"
+    auto_socket: bool = False
 
     def __post_init__(self) -> None:
         require(
-            (self.socket is None) != (self.listen_address is None),
-            "VNC needs exactly one of a unix socket path or a listen address.",
+            [self.socket is not None, self.listen_address is not None, self.auto_socket].count(True) == 1,
+            "VNC needs exactly one of a unix socket path, a socket libvirt names, or a listen address.",
         )
         check_choice("VNC share policy", self.share_policy, get_args(SharePolicy))
         if self.socket is not None:

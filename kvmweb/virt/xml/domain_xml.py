@@ -166,6 +166,11 @@ def _vnc(vnc: VncSpec) -> ET.Element:
     # The listen is given only as a child element: libvirt's schema refuses sharePolicy next to
     # the older socket attribute, and libvirt fills that attribute in from the child anyway.
     graphics = ET.Element("graphics", type="vnc")
+    if vnc.auto_socket:
+        # libvirt puts the socket in the guest's private directory, where only it and root can reach.
+        graphics.set("sharePolicy", vnc.share_policy)
+        ET.SubElement(graphics, "listen", type="socket")
+        return graphics
     if vnc.socket is not None:
         graphics.set("sharePolicy", vnc.share_policy)
         ET.SubElement(graphics, "listen", type="socket", socket=vnc.socket)

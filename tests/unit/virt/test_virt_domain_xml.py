@@ -203,7 +203,7 @@ def test_invalid_domain_spec_is_refused_with_a_plain_message(overrides: dict[str
         (lambda: NicSpec(network="a", mac="52:54:00:00:00"), "MAC address must look like"),
         (lambda: NicSpec(network="a", mac="01:00:5e:00:00:01"), "multicast"),
         (lambda: NicSpec(network="a", model="rtl8139"), "NIC model must be one of"),  # type: ignore[arg-type]
-        (lambda: VncSpec(), "exactly one of a unix socket path or a listen address"),
+        (lambda: VncSpec(), "exactly one of a unix socket path, a socket libvirt names, or a listen address"),
         (lambda: VncSpec(socket="/s", listen_address="127.0.0.1"), "exactly one of"),
         (lambda: VncSpec(socket="/" + "s" * 120), "longer than 107"),
         (lambda: VncSpec(listen_address="localhost"), "is not an IP address"),
@@ -234,3 +234,14 @@ def _find(root: ET.Element, path: str) -> ET.Element:
     found = root.find(path)
     assert found is not None, f"no <{path}> in the XML"
     return found
+
+
+def test_vnc_on_a_socket_libvirt_names_keeps_force_shared() -> None:
+    from kvmweb.virt.xml import VncSpec as Vnc
+    from kvmweb.virt.xml import parse_xml
+
+    spec = DomainSpec(name="vnc-auto", memory_mib=64, vcpus=1, graphics=Vnc(auto_socket=True))
+    graphics = parse_xml(build_domain_xml(spec)).find("devices/graphics")
+    assert graphics is not None and graphics.attrib == {"type": "vnc", "sharePolicy": "force-shared"}
+    [listen] = list(graphics)
+    assert listen.tag == "listen" and listen.attrib == {"type": "socket"}

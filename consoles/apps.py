@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ConsolesConfig(AppConfig):
+    name = "consoles"
+    verbose_name = "Guest consoles"
