@@ -40,6 +40,8 @@ ADMIN_ACTIONS = frozenset(
         "vm.xml",
         "console.sessions",
         "console.end",
+        "pool.manage",  # pools: define, build, start, stop, refresh, autostart, undefine
+        "storage.manage",  # volumes: create, resize, clone/convert, wipe, delete, upload, download
     }
 )
 # Actions on a VM that administrators and the VM's owner may take.

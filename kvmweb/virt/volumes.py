@@ -212,6 +212,35 @@ def resize_volume(target: HostTarget, path: str, capacity_bytes: int) -> None:
             vol.resize(capacity_bytes, 0)
 
 
+def wipe_volume(target: HostTarget, path: str) -> None:
+    """Overwrite the volume at ``path`` with zeros (libvirt's default wipe). Its data is gone for good;
+    a qcow2 volume's header goes too, so the volume reads as raw afterwards."""
+    with connect(target) as conn:
+        vol = _volume_at(conn, path)
+        vol.wipe(0)
+
+
+def backing_chain(target: HostTarget, path: str, *, limit: int = 16) -> tuple[VolumeRecord | str, ...]:
+    """The volumes below the one at ``path``, nearest first: each a VolumeRecord, or the bare path when
+    no pool of the host knows the file. Stops at ``limit`` links, and at a loop."""
+    chain: list[VolumeRecord | str] = []
+    seen = {path}
+    record = volume_by_path(target, path)
+    while record is not None and record.backing_path and len(chain) < limit:
+        below = record.backing_path
+        if below in seen:
+            break
+        seen.add(below)
+        record = volume_by_path(target, below)
+        chain.append(record if record is not None else below)
+    return tuple(chain)
+
+
+# libvirt's createXMLFrom takes no compression flag (only PREALLOC_METADATA, REFLINK and VALIDATE),
+# and its volume XML has no compression element, so a compressed qcow2 copy is not offered.
+CLONE_COMPRESSION_SUPPORTED = False
+
+
 def volume_by_path(target: HostTarget, path: str) -> VolumeRecord | None:
     """The volume at ``path``, or None when no pool of the host has one there."""
     with connect(target) as conn:
