@@ -6,4 +6,4 @@ class VmsConfig(AppConfig):
     verbose_name = "Virtual machines"
 
     def ready(self) -> None:
-        from vms import clone, delete, edit, handlers, provision, xml_editor  # noqa: F401  (register the VM operation kinds)
+        from vms import clone, delete, edit, handlers, provision, snapshots, xml_editor  # noqa: F401  (register the VM operation kinds)

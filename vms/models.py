@@ -72,3 +72,6 @@ class VirtualMachine(models.Model):
     @property
     def is_gone(self) -> bool:
         return self.state == self.State.GONE
+
+
+from vms.snapshot_models import Snapshot  # noqa: E402, F401  (the model lives in its own module)

@@ -6,6 +6,9 @@ from hosts.api import views as hosts
 from kvmweb.api.auth import obtain_token
 from kvmweb.operations import api as operations
 from stats.api import views as stats
+from storage import api as storage
+from storage import api_volumes as volumes
+from vms.api import snapshots as vm_snapshots
 from vms.api import views as vms
 
 urlpatterns = [
@@ -18,10 +21,26 @@ urlpatterns = [
     path("vms/<uuid:vm_uuid>/", vms.vm_item, name="api-vm"),
     path("vms/<uuid:vm_uuid>/actions/<slug:action>/", vms.vm_action, name="api-vm-action"),
     path("vms/<uuid:vm_uuid>/xml/", vms.vm_xml, name="api-vm-xml"),
+    path("vms/<uuid:vm_uuid>/snapshots/", vm_snapshots.snapshot_collection, name="api-vm-snapshots"),
+    path("vms/<uuid:vm_uuid>/snapshots/<str:name>/", vm_snapshots.snapshot_item, name="api-vm-snapshot"),
+    path(
+        "vms/<uuid:vm_uuid>/snapshots/<str:name>/actions/<slug:action>/",
+        vm_snapshots.snapshot_action,
+        name="api-vm-snapshot-action",
+    ),
     path("vms/<uuid:vm_uuid>/console/shares/", console_shares.share_collection, name="api-vm-console-shares"),
     path("vms/<uuid:vm_uuid>/console/shares/<str:username>/", console_shares.share_item, name="api-vm-console-share"),
     path("vms/<uuid:vm_uuid>/console/", consoles.vm_console, name="api-vm-console"),
     path("operations/", operations.operation_list, name="api-operations"),
     path("operations/<int:op_id>/", operations.operation_detail, name="api-operation"),
     path("stats/<str:kind>/<str:key>/", stats.stats_series, name="api-stats"),
+    path("volumes/", volumes.volume_collection, name="api-volumes"),
+    path("volumes/<int:volume_id>/", volumes.volume_item, name="api-volume"),
+    path("volumes/<int:volume_id>/actions/<slug:action>/", volumes.volume_action, name="api-volume-action"),
+    path("volumes/<int:volume_id>/download/", volumes.volume_download, name="api-volume-download"),
+    path("volumes/uploads/<int:op_id>/cancel/", volumes.upload_cancel, name="api-upload-cancel"),
+    path("pools/<int:pool_id>/upload/", volumes.pool_upload, name="api-pool-upload"),
+    path("pools/", storage.pool_collection, name="api-pools"),
+    path("pools/<int:pool_id>/", storage.pool_item, name="api-pool"),
+    path("pools/<int:pool_id>/actions/<slug:action>/", storage.pool_action, name="api-pool-action"),
 ]
