@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from kvmweb import virt
-from kvmweb.errors import Invalid, KvmwebError
+from kvmweb.errors import Invalid
 from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
 from kvmweb.operations.services import Progress
@@ -18,7 +18,8 @@ from vms.actions import ActionSpec, action_register
 from vms.create import CLONE_MODES, NAME, NAME_RULE
 from vms.handlers import vm_for_operation
 from vms.models import VirtualMachine
-from vms.provision import MIB, Step, Undo, claim_for_requester
+from vms.provision import MIB, claim_for_requester
+from vms.undo import Step, Undo
 
 S = VirtualMachine.State
 
@@ -51,11 +52,8 @@ def _clone(op: Operation, progress: Progress) -> dict[str, Any]:
         summary = virt.define_domain(target, clone_domain_xml(xml, name=name, disk_sources=sources))
         undo.domain = summary.uuid
         clone = claim_for_requester(host, summary.uuid, op.requested_by_id)
-    except Exception as exc:
-        left = undo.run()
-        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        tail = f" Could not remove: {', '.join(left)}." if left else " Nothing was left behind."
-        raise KvmwebError(f"Cloning {vm.name} failed while {step.name}: {reason}{tail}") from exc
+    except Exception as exc:  # any fault: remove what was made, then report it (vms/undo.py)
+        raise undo.failed(exc, f"Cloning {vm.name} failed while {step.name}") from exc
     return {"vm": str(clone.uuid), "name": name, "volumes": list(undo.volumes)}
 
 

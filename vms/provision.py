@@ -1,16 +1,11 @@
 """The worker side of creating a VM: disks, cloud-init seed, definition, owner, first start.
 
-Creation is all-or-nothing. Every volume and definition this operation makes is written down in
-an `Undo` as soon as it exists; when any later step fails, they are removed again (newest first)
-and the operation fails saying which step broke and what was cleaned up. Nothing that existed
-before the operation is ever touched.
+Creation is all-or-nothing, through an `Undo` (vms/undo.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.utils import timezone
@@ -18,7 +13,6 @@ from django.utils import timezone
 from consoles.targets import host_is_local
 from hosts.models import Host
 from kvmweb import virt
-from kvmweb.errors import KvmwebError
 from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
 from kvmweb.operations.services import Progress
@@ -30,6 +24,7 @@ from vms.create import CreatePlan, DiskPlan
 from vms.handlers import vm_refresh
 from vms.messages import vms_publish
 from vms.models import VirtualMachine
+from vms.undo import Step, Undo
 
 MIB = 1024 * 1024
 QEMU_LOG_DIR = "/var/log/libvirt/qemu"
@@ -38,68 +33,15 @@ _BOOT: dict[str, tuple[BootDevice, ...]] = {"iso": ("cdrom", "hd"), "network": (
 _TARGET_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
 
 
-@dataclass
-class Undo:
-    """What this operation created on the host, to remove if it cannot finish."""
-
-    target: virt.HostTarget
-    volumes: list[str] = field(default_factory=list)
-    domain: str | None = None
-
-    def run(self) -> list[str]:
-        """Remove everything recorded; returns what could not be removed, in words."""
-        left: list[str] = []
-        if self.domain is not None:
-            try:
-                with contextlib.suppress(virt.InvalidOperation, virt.NotFound):
-                    virt.destroy_domain(self.target, self.domain)
-                virt.undefine_domain(self.target, self.domain)
-            except virt.NotFound:
-                pass
-            except virt.VirtError as exc:
-                left.append(f"the definition ({exc.message})")
-        for path in reversed(self.volumes):
-            try:
-                volumes.delete_volume(self.target, path)
-            except virt.VirtError as exc:
-                left.append(f"{path} ({exc.message})")
-        return left
-
-
-class Step:
-    """Names the step under way, so a failure can say where it happened."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.name = "checking the request"
-
-    def __call__(self, percent: int, name: str) -> None:
-        self.name = name[0].lower() + name[1:]
-        self.progress(percent, name)
-
-
 def _create(op: Operation, progress: Progress) -> dict[str, Any]:
     plan = CreatePlan.from_params(op.params)
     host = Host.objects.get(pk=plan.host)
     undo = Undo(host.virt_target())
     step = Step(progress)
     try:
-        result = _build(plan, host, undo, step)
-    except Exception as exc:
-        raise KvmwebError(_failure(plan, step, exc, undo)) from exc
-    return result
-
-
-def _failure(plan: CreatePlan, step: Step, exc: Exception, undo: Undo) -> str:
-    reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    made = len(undo.volumes) + (1 if undo.domain else 0)
-    left = undo.run()
-    message = f"Creating {plan.name} failed while {step.name}: {reason}"
-    if left:
-        return f"{message} Could not remove: {', '.join(left)}; remove them by hand."
-    if made:
-        return f"{message} Everything it had made was removed."
-    return f"{message} Nothing was left behind."
+        return _build(plan, host, undo, step)
+    except Exception as exc:  # any fault: remove what was made, then report it (vms/undo.py)
+        raise undo.failed(exc, f"Creating {plan.name} failed while {step.name}") from exc
 
 
 def _build(plan: CreatePlan, host: Host, undo: Undo, step: Step) -> dict[str, Any]:
