@@ -31,17 +31,6 @@ class SnapshotSupport:
     raw_disks: list[RawDisk] = field(default_factory=list)
 
 
-class SnapshotManager(models.Manager["Snapshot"]):
-    def support(self) -> SnapshotSupport:
-        """On ``vm.snapshots``: what that VM allows (templates call it as ``vm.snapshots.support``)."""
-        from vms.snapshots import snapshot_support
-
-        instance: Any = getattr(self, "instance", None)
-        if instance is None:
-            return SnapshotSupport()
-        return snapshot_support(instance)
-
-
 class Snapshot(models.Model):
     vm = models.ForeignKey("vms.VirtualMachine", on_delete=models.CASCADE, related_name="snapshots")
     name = models.CharField(max_length=64)
@@ -57,8 +46,6 @@ class Snapshot(models.Model):
     disks = models.JSONField(default=list, blank=True)
     depth = models.PositiveIntegerField(default=0)
     position = models.PositiveIntegerField(default=0)
-
-    objects = SnapshotManager()
 
     class Meta:
         ordering = ["vm", "position"]

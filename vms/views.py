@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from consoles import shares
 from kvmweb import access
 from kvmweb.actors import actor_from_request
 from kvmweb.errors import Invalid
@@ -18,6 +19,7 @@ from vms import actions, catalog, selectors
 from vms.create import vm_create
 from vms.edit.selectors import vm_hardware
 from vms.models import VirtualMachine
+from vms.snapshots import snapshot_support
 from vms.wizard import wizard_choices, wizard_data
 
 PAGE_SIZE = 50
@@ -36,6 +38,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
         "is_filtered": bool(filters.search or filters.host or filters.state or filters.owner),
         "bulk_actions": actions.bulk_actions(),
         "can_act": access.can_act(request.user),
+        "shared": shares.shared_with(request.user),
     }
     return render(request, "vms/list.html", context)
 
@@ -111,6 +114,9 @@ def vm_detail(request: HttpRequest, vm_uuid: UUID) -> HttpResponse:
         "actions": actions.allowed_actions(vm) if can_act else [],
         "shutdown_timeout": settings.KVMWEB_SHUTDOWN_TIMEOUT,
         "hw": vm_hardware(vm),
+        "panel": shares.share_panel(request.user, vm),
+        "snapshots": list(vm.snapshots.all()),
+        "snapshot_support": snapshot_support(vm),
         "manage": {spec.name: spec for spec in actions.allowed_actions(vm, "manage")} if can_act else {},
         "can_act": can_act,
         "users": catalog.assignable_users() if access.is_admin(request.user) else [],

@@ -24,6 +24,7 @@ from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
 from kvmweb.realtime import groups
 from tests.factories import make_host, make_user, make_vm
+from tests.stack import wait_until
 from tests.vnc import (
     Closed,
     FakeVNCServer,
@@ -103,22 +104,15 @@ def refusal(proxy: ConsoleProxyServer, url: str) -> Closed:
     return closed.value
 
 
-def wait_until(check: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)  # polling the database, which has no event to wait on
-    raise AssertionError(f"{what} did not happen within {WAIT} s")
-
-
 def ended(session_id: int) -> ConsoleSession:
-    wait_until(lambda: ConsoleSession.objects.get(pk=session_id).ended is not None, "the session's end")
+    wait_until(
+        lambda: ConsoleSession.objects.get(pk=session_id).ended is not None, timeout=WAIT, what="the session's end"
+    )
     return ConsoleSession.objects.get(pk=session_id)
 
 
 def only_session() -> ConsoleSession:
-    wait_until(lambda: ConsoleSession.objects.count() == 1, "the session row")
+    wait_until(lambda: ConsoleSession.objects.count() == 1, timeout=WAIT, what="the session row")
     return ConsoleSession.objects.get()
 
 
@@ -266,7 +260,7 @@ def test_closing_one_session_leaves_the_others_connected(proxy, guest, vm):  # t
     second = connect(proxy, ticket(vm.owner, vm))
     rfb = RFBClient(second)
     rfb.handshake()
-    wait_until(lambda: ConsoleSession.objects.count() == 2, "two sessions")
+    wait_until(lambda: ConsoleSession.objects.count() == 2, timeout=WAIT, what="two sessions")
     other = ConsoleSession.objects.exclude(pk=one.pk).get()
     sessions_close([one.pk, 999_999], reason="Ended by an administrator.")
     ended(one.pk)

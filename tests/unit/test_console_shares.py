@@ -457,7 +457,8 @@ def render_panel(user: Any, vm: Any) -> str:
 
     request = RequestFactory().get(f"/vms/{vm.uuid}/")
     request.user = user
-    return render_to_string("consoles/share_panel.html", {"vm": vm}, request=request)
+    panel = shares.share_panel(user, vm)
+    return render_to_string("consoles/share_panel.html", {"vm": vm, "panel": panel}, request=request)
 
 
 def test_share_panel_renders_shares_candidates_and_who_is_watching(vm, ada, alice, bob, carol, dave):  # type: ignore[no-untyped-def]
