@@ -2,8 +2,14 @@
 
 import pytest
 
+from tests import db_flush
+
 # The real lab (libvirtd in its own network namespace, a tiny guest) for integration and end-to-end tests.
 pytest_plugins = ["tests.lab.fixtures"]
+
+
+def pytest_configure(config):  # type: ignore[no-untyped-def]
+    db_flush.install()
 
 
 @pytest.hookimpl(hookwrapper=True)
