@@ -48,4 +48,4 @@ RUN mkdir -p /app/var/static /app/var/run /app/var/log /app/var/nginx \
     && chown -R kvmweb:kvmweb /app/var
 USER kvmweb
 EXPOSE 8000 8001 8080
-CMD ["gunicorn", "kvmweb.wsgi:application", "--workers", "2", "--bind", "0.0.0.0:8000"]
+CMD ["gunicorn", "kvmweb.wsgi:application", "--workers", "2", "--timeout", "3600", "--bind", "0.0.0.0:8000"]

@@ -14,6 +14,7 @@ from networks.services import networks_apply_inventory
 from storage.services import storage_apply_inventory
 from vms.messages import vms_publish
 from vms.services import vms_apply_inventory
+from vms.snapshots import snapshots_sync
 
 
 def host_reconcile(*, host: Host, inventory: virt.HostInventory) -> dict[str, Any]:
@@ -33,3 +34,14 @@ def host_reconcile(*, host: Host, inventory: virt.HostInventory) -> dict[str, An
         "storage_rows_changed": storage,
         "seconds": round(time.monotonic() - began, 3),
     }
+
+
+def host_snapshots_sync(*, host: Host) -> int:
+    """After a reconcile: re-read the snapshot lists that changed outside kvmweb (virsh, another tool).
+
+    Returns how many VMs' lists were re-read. A failure leaves the rows as they were for the next refresh.
+    """
+    try:
+        return len(snapshots_sync(host))
+    except virt.VirtError:
+        return 0

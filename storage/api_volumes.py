@@ -40,7 +40,10 @@ class VolumeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Volume
-        fields = ["id", "name", "pool", "host", "path", "type", "format", "capacity", "allocation", "backing_path"]
+        fields = [
+            "id", "name", "pool", "host", "path", "type", "format", "capacity", "allocation", "backing_path",
+            "encryption", "secret_uuid",
+        ]  # fmt: skip
         read_only_fields = fields
 
 
@@ -56,7 +59,8 @@ class VolumeSerializer(serializers.ModelSerializer):
     request=OpenApiTypes.OBJECT,
     responses=ACCEPTED,
     description="Create a volume: pool (id), name, size, unit (MiB|GiB|TiB), format (raw|qcow2), "
-    "provisioning (thin|metadata|full). Administrators only.",
+    "provisioning (thin|metadata|full); encrypted (true) with passphrase (8 to 1024 characters) makes a LUKS "
+    "qcow2 whose passphrase only the host keeps, as a libvirt secret. Administrators only.",
 )
 @api_view(["GET", "POST"])
 def volume_collection(request: Request) -> Response:

@@ -39,6 +39,10 @@ class Volume(models.Model):
     capacity = models.PositiveBigIntegerField(default=0)
     allocation = models.PositiveBigIntegerField(default=0)
     backing_path = models.CharField(max_length=1024, blank=True)
+    # Set when kvmweb creates an encrypted volume: "luks", and the UUID of the libvirt secret holding
+    # its passphrase (the passphrase itself is only ever on the host). The inventory leaves them alone.
+    encryption = models.CharField(max_length=16, blank=True)
+    secret_uuid = models.CharField(max_length=36, blank=True)
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:

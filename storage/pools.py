@@ -25,12 +25,11 @@ from kvmweb.errors import Conflict, Invalid
 from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
 from kvmweb.operations.services import Progress, operation_start
-from kvmweb.realtime import groups
-from kvmweb.realtime.publish import publish
 from kvmweb.targets import Target
 from kvmweb.virt import pools as virt_pools
 from kvmweb.virt import volumes as virt_volumes
 from kvmweb.virt.xml import PoolSpec, check_pool_xml, domain_devices
+from storage.messages import pools_publish
 from storage.models import StoragePool, Volume
 from storage.services import pool_apply_record, pool_apply_volumes
 from vms.models import VirtualMachine
@@ -241,8 +240,6 @@ def _pool_for_operation(op: Operation) -> tuple[StoragePool, Host]:
 
 def pool_sync(host: Host, uuid: str) -> StoragePool | None:
     """Make the pool's row and volume rows match the host, and push the change to browsers."""
-    from hosts.watcher.apply import pool_payload
-
     target = host.virt_target()
     try:
         record: virt.PoolRecord | None = virt.get_pool_record(target, uuid)
@@ -255,7 +252,7 @@ def pool_sync(host: Host, uuid: str) -> StoragePool | None:
         pool_apply_volumes(host=host, uuid=uuid, volumes=listed)
         Volume.objects.filter(pool=row).exclude(name__in=[v.name for v in listed]).delete()
     if row is not None:
-        publish([groups.ADMINS, groups.host_group(host.pk)], pool_payload(row))
+        pools_publish([row])
     return row
 
 

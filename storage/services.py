@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from hosts.models import Host
 from kvmweb import virt
 from kvmweb.observed import observe
+from storage.messages import pools_publish
 from storage.models import StoragePool, Volume
 
 POOL_FIELDS = ("name", "type", "state", "autostart", "persistent", "capacity", "allocation", "available",
@@ -46,7 +48,10 @@ def _volume_values(record: virt.VolumeRecord) -> dict[str, Any]:
 def storage_apply_inventory(
     *, host: Host, pools: Sequence[virt.PoolRecord], volumes: Sequence[virt.VolumeRecord], now: datetime
 ) -> int:
-    """Upsert pools (missing ones marked gone) and replace each listed pool's volume rows."""
+    """Upsert pools (missing ones marked gone) and replace each listed pool's volume rows.
+
+    Every pool whose row or volume rows changed is pushed to browsers (``pool.state``) on commit.
+    """
     rows = {str(p.uuid): p for p in StoragePool.objects.filter(host=host)}
     create, update = [], []
     for record in pools:
@@ -65,12 +70,24 @@ def storage_apply_inventory(
             update.append(row)
     StoragePool.objects.bulk_create(create)
     StoragePool.objects.bulk_update(update, [*POOL_FIELDS, "gone_since"])
-    return len(create) + len(update) + _apply_volumes(rows, volumes)
+    # An active pool's listing is complete even when empty: its last volume may have just gone.
+    active = [record.uuid for record in pools if record.state == "running"]
+    by_volumes = _apply_volumes(rows, volumes, complete=active)
+    changed = {row.pk: row for row in [*create, *update]}
+    changed.update({row.pk: row for row in rows.values() if row.pk in by_volumes})
+    pools_publish(changed.values())
+    return len(create) + len(update) + sum(by_volumes.values())
 
 
-def _apply_volumes(pools: dict[str, StoragePool], volumes: Sequence[virt.VolumeRecord]) -> int:
-    """Volumes are listed only for active pools; an inactive pool keeps its last known volumes."""
-    by_pool: dict[str, list[virt.VolumeRecord]] = {}
+def _apply_volumes(
+    pools: dict[str, StoragePool], volumes: Sequence[virt.VolumeRecord], *, complete: Iterable[str] = ()
+) -> dict[int, int]:
+    """Volumes are listed only for active pools; an inactive pool keeps its last known volumes.
+
+    Pools in `complete` had their full listing taken, so a row it lacks goes even when it lists
+    nothing. Returns how many rows changed, by pool id (pools without changes are left out).
+    """
+    by_pool: dict[str, list[virt.VolumeRecord]] = {uuid: [] for uuid in complete}
     for record in volumes:
         by_pool.setdefault(record.pool_uuid, []).append(record)
     existing = {
@@ -91,11 +108,17 @@ def _apply_volumes(pools: dict[str, StoragePool], volumes: Sequence[virt.VolumeR
                 for key, value in values.items():
                     setattr(row, key, value)
                 update.append(row)
-    stale = [row.pk for key, row in existing.items() if key not in seen]
-    Volume.objects.bulk_create(create)
-    Volume.objects.bulk_update(update, list(VOLUME_FIELDS))
-    Volume.objects.filter(pk__in=stale).delete()
-    return len(create) + len(update) + len(stale)
+    stale = [row for key, row in existing.items() if key not in seen]
+    # The worker (after its own change) and the events process (after libvirt's refresh event)
+    # may list the same new volume at once: an upsert lets both win, and writing rows in one
+    # order keeps their row locks from deadlocking.
+    create.sort(key=lambda row: (row.pool_id, row.name))
+    Volume.objects.bulk_create(
+        create, update_conflicts=True, unique_fields=["pool", "name"], update_fields=list(VOLUME_FIELDS)
+    )
+    Volume.objects.bulk_update(sorted(update, key=lambda row: row.pk), list(VOLUME_FIELDS))
+    Volume.objects.filter(pk__in=[row.pk for row in stale]).delete()
+    return dict(Counter(row.pool_id for row in [*create, *update, *stale]))
 
 
 def pool_apply_record(*, host: Host, uuid: str, record: virt.PoolRecord | None, now: datetime) -> StoragePool | None:
@@ -125,4 +148,10 @@ def pool_apply_volumes(*, host: Host, uuid: str, volumes: Sequence[virt.VolumeRe
     row = StoragePool.objects.filter(host=host, uuid=uuid).first()
     if row is None or not volumes:
         return 0
-    return _apply_volumes({uuid: row}, volumes)
+    return sum(_apply_volumes({uuid: row}, volumes).values())
+
+
+def volume_forget(volume: Volume) -> None:
+    """Drop the row of a volume its host has just deleted, and tell the pages showing its pool."""
+    Volume.objects.filter(pk=volume.pk).delete()
+    pools_publish([volume.pool])

@@ -1,14 +1,18 @@
-"""Uploads: the browser's file goes to a temporary file first, then a worker streams it into libvirt.
+"""Uploads: the browser's file goes to a temporary file, which a worker streams into libvirt as it grows.
 
 The web process writes the request body to KVMWEB_VAR_DIR/uploads in chunks (never whole in
-memory), after checking the declared size against the pool's free space. The operation
-`volume.upload` streams that file into a new volume with `volumes.upload_volume`, reporting
-progress, and removes the file however it ends. Cancelling marks the operation cancelled; the
-worker notices between chunks, stops, and libvirt's half-written volume is deleted.
+memory), after checking the declared size against the pool's free space. Once the first chunk is
+on disk it starts the operation `volume.upload`, which streams that file into a new volume with
+`volumes.upload_volume` while the rest is still arriving (following the file's growth), so an
+upload takes about as long as the slower of the two legs, not their sum. The file is removed
+however it ends. Cancelling marks the operation cancelled; the web process and the worker notice
+within CHECK_INTERVAL, stop, and libvirt's half-written volume is deleted. A body that ends early
+or runs long fails the operation the same way.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from kvmweb import access
+from kvmweb import access, virt
 from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
 from kvmweb.audit.services import audit_close_for_operation
@@ -27,7 +31,7 @@ from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
 from kvmweb.operations.services import Progress, operation_publish, operation_start
 from kvmweb.virt import volumes
-from kvmweb.virt.xml.volume_spec import MAX_CAPACITY, human_size
+from kvmweb.virt.xml.volume_spec import MAX_CAPACITY, MIN_CAPACITY, human_size
 from storage.models import StoragePool
 from storage.volumes import (
     MANAGE,
@@ -42,11 +46,18 @@ from storage.volumes import (
 )
 
 UPLOAD_CHUNK = 1024 * 1024
+# How often each side looks at the operation (cancelled? failed by the other side?) and the worker
+# reports progress: a query for every chunk would cost more than copying it.
+CHECK_INTERVAL = 0.5
+# The worker waits this long for the file to grow before it gives up: the web process that wrote it
+# is gone (killed mid-request), since a live one ends the operation itself when its client stops.
+STALL_SECONDS = 120.0
+FOLLOW_POLL = 0.01
 KIND = "volume.upload"
 
 
-class UploadCancelled(KvmwebError):
-    """Raised between chunks once the operation was cancelled."""
+class UploadCancelled(Conflict):
+    """Raised between chunks once the operation was cancelled, or ended by the other side."""
 
 
 def upload_dir() -> Path:
@@ -73,33 +84,72 @@ def check_upload(pool: StoragePool, *, name: Any, fmt: Any, size: Any) -> tuple[
 
 
 def upload_receive(*, actor: Actor, pool: StoragePool, name: Any, fmt: Any, size: Any, body: IO[bytes]) -> Operation:
-    """Write `body` (exactly `size` bytes) to a temporary file and queue the operation that sends it
-    to the host. The caller has authorized `actor` for the pool. Nothing is left behind on refusal."""
+    """Write `body` (exactly `size` bytes) to a temporary file and start the operation that sends it to
+    the host, once the first chunk is on disk: the worker streams while the rest arrives. The caller
+    has authorized `actor` for the pool. A refusal before that chunk records nothing; a body that
+    ends early or runs long, or an upload cancelled meanwhile, ends the operation (the worker
+    removes what it sent), and no file is left either way."""
     clean_name, clean_format, declared = check_upload(pool, name=name, fmt=fmt, size=size)
     path = upload_dir() / f"{uuid.uuid4().hex}.part"
+    params = {"pool": pool.pk, "name": clean_name, "format": clean_format, "size": declared, "file": path.name}
+    op: Operation | None = None
+    written = 0
+    checked = 0.0
     try:
-        written = _write(body, path, declared)
-        if written != declared:
-            raise Invalid(f"The upload ended after {written} of the {declared} bytes announced; nothing was kept.")
-        params = {"pool": pool.pk, "name": clean_name, "format": clean_format, "size": declared, "file": path.name}
-        return operation_start(kind=KIND, target=new_volume_target(pool, clean_name), actor=actor, params=params)
-    except BaseException:
+        with path.open("wb", buffering=0) as out:
+            for written in _spool(body, out, declared):
+                now = time.monotonic()
+                if op is None and (written >= UPLOAD_CHUNK or written == declared):
+                    op = operation_start(
+                        kind=KIND, target=new_volume_target(pool, clean_name), actor=actor, params=params
+                    )
+                    checked = now
+                elif op is not None and now - checked >= CHECK_INTERVAL:
+                    checked = now
+                    _require_active(op)
+        assert op is not None  # the body ended at `declared` bytes, which started it
+        return op
+    except BaseException as exc:
         path.unlink(missing_ok=True)
+        if op is not None:
+            _end(op, Operation.Status.FAILED, _spool_failure(exc, written, declared))
         raise
 
 
-def _write(body: IO[bytes], path: Path, limit: int) -> int:
+def _spool(body: IO[bytes], out: IO[bytes], limit: int) -> Iterator[int]:
+    """Copy `body` to `out` a chunk at a time, yielding the bytes written so far. The last chunk is
+    written only once the body is known to end there, so a file of `limit` bytes is a whole upload."""
     written = 0
-    with path.open("wb") as out:
-        while written <= limit:
-            chunk = body.read(min(UPLOAD_CHUNK, limit + 1 - written))
-            if not chunk:
-                break
-            out.write(chunk)
-            written += len(chunk)
-    if written > limit:
-        raise Invalid(f"The upload is longer than the {limit} bytes announced; nothing was kept.")
-    return written
+    while written < limit:
+        chunk = body.read(min(UPLOAD_CHUNK, limit - written))
+        if not chunk:
+            raise Invalid(f"The upload ended after {written} of the {limit} bytes announced; nothing was kept.")
+        if written + len(chunk) == limit and body.read(1):
+            raise Invalid(f"The upload is longer than the {limit} bytes announced; nothing was kept.")
+        view = memoryview(chunk)
+        while view:
+            view = view[out.write(view) :]
+        written += len(chunk)
+        yield written
+
+
+def _spool_failure(exc: BaseException, written: int, declared: int) -> str:
+    if isinstance(exc, KvmwebError):
+        return exc.message
+    # OSError: the client went away (Django's UnreadablePostError); else the web process is stopping
+    # (SystemExit from gunicorn's worker timeout, for one).
+    why = "the connection broke" if isinstance(exc, OSError) else "the web server stopped receiving it"
+    return (
+        f"The upload stopped after {human_size(written)} of {human_size(declared)}: {why} "
+        f"({type(exc).__name__}); nothing was kept."
+    )
+
+
+def _require_active(op: Operation) -> None:
+    """Stop receiving once the operation ended early: cancelled, or failed by the worker."""
+    status, error = Operation.objects.filter(pk=op.pk).values_list("status", "error").first() or ("gone", "")
+    if status not in Operation.ACTIVE:
+        raise UploadCancelled(f"The upload stopped: {error or f'it is {status}.'}", details={"operation": op.pk})
 
 
 def upload_for_cancel(*, actor: Actor, user: User, op_id: int) -> Operation:
@@ -112,21 +162,29 @@ def upload_for_cancel(*, actor: Actor, user: User, op_id: int) -> Operation:
 
 def upload_cancel(*, actor: Actor, op: Operation) -> Operation:
     """Mark the upload cancelled. A pending one never starts (its file goes now); a running one stops
-    at its next chunk and its partial volume is deleted."""
+    within CHECK_INTERVAL, in the web process still receiving it and in the worker, and its partial
+    volume is deleted."""
     who = actor.user.get_username() if actor.user is not None and actor.user.is_authenticated else "someone"
-    now = timezone.now()
-    reason = f"Cancelled by {who}."
+    was = _end(op, Operation.Status.CANCELLED, f"Cancelled by {who}.")
+    if was not in Operation.ACTIVE:
+        raise Conflict(f"The upload is already {was}.", details={"status": was})
+    if was == Operation.Status.PENDING:
+        _temp_path(op).unlink(missing_ok=True)
+    return op
+
+
+def _end(op: Operation, status: str, reason: str) -> str | None:
+    """End an active upload early, with `status` and `reason`; return the status it had (it is left
+    alone when that is not an active one)."""
     with transaction.atomic():
         was = Operation.objects.select_for_update().filter(pk=op.pk).values_list("status", flat=True).first()
         if was not in Operation.ACTIVE:
-            raise Conflict(f"The upload is already {was}.", details={"status": was})
-        Operation.objects.filter(pk=op.pk).update(status=Operation.Status.CANCELLED, finished=now, error=reason)
+            return was
+        Operation.objects.filter(pk=op.pk).update(status=status, finished=timezone.now(), error=reason)
         audit_close_for_operation(operation_id=op.pk, outcome=AuditEvent.Outcome.FAILED, message=reason)
     op.refresh_from_db()
-    if was == Operation.Status.PENDING:
-        _temp_path(op).unlink(missing_ok=True)
     operation_publish(op)
-    return op
+    return was
 
 
 def _temp_path(op: Operation) -> Path:
@@ -138,12 +196,51 @@ def _still_wanted(op: Operation) -> bool:
     return status == Operation.Status.RUNNING
 
 
-def _chunks(op: Operation, path: Path) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        while chunk := source.read(UPLOAD_CHUNK):
-            if not _still_wanted(op):
-                raise UploadCancelled("The upload was cancelled; the partial volume was deleted.")
-            yield chunk
+def _lost(pool: StoragePool, name: str, size: int, exc: virt.HostUnreachable) -> str:
+    """The host went away mid-stream, so libvirt could not delete the partial volume: try once more,
+    and say what is left when the host still does not answer."""
+    host = pool.host.name
+    lost = f"The connection to {host} was lost during the upload ({exc.raw or exc.message})."
+    try:
+        left = volumes.volume_in_pool(pool.host.virt_target(), pool.name, name)
+        # Only the volume this upload made: the name was free when it started, and it has the upload's size.
+        if left is not None and left.path and left.capacity == max(size, MIN_CAPACITY):
+            volumes.delete_volume(pool.host.virt_target(), left.path)
+    except virt.VirtError:
+        return f"{lost} The partial volume {pool.name}/{name} could not be removed: delete it once {host} is back."
+    return f"{lost} No partial volume is left on {host}."
+
+
+def _chunks(op: Operation, path: Path, size: int) -> Iterator[bytes]:
+    """The file's `size` bytes, following it while the web process still writes it. At most every
+    CHECK_INTERVAL the operation is looked at, and the transfer stops once it was cancelled or failed
+    by the web process (its client went away)."""
+    sent, checked, grew = 0, 0.0, time.monotonic()
+    try:
+        source = path.open("rb")
+    except FileNotFoundError:
+        if _still_wanted(op):
+            raise Invalid("The uploaded file is gone from the web server; upload it again.") from None
+        raise UploadCancelled("The upload was cancelled; the partial volume was deleted.") from None
+    with source:
+        while sent < size:
+            chunk = source.read(min(UPLOAD_CHUNK, size - sent))
+            now = time.monotonic()
+            if now - checked >= CHECK_INTERVAL:
+                checked = now
+                if not _still_wanted(op):
+                    raise UploadCancelled("The upload was cancelled; the partial volume was deleted.")
+            if chunk:
+                grew = now
+                sent += len(chunk)
+                yield chunk
+            elif now - grew >= STALL_SECONDS:
+                raise Invalid(
+                    f"No data arrived for {STALL_SECONDS:g} s after {human_size(sent)} of {human_size(size)}: "
+                    "the upload was abandoned and the partial volume deleted."
+                )
+            else:
+                time.sleep(FOLLOW_POLL)  # the web process is still writing; a regular file offers no event
 
 
 @operation_kind(KIND, label="Upload volume", deadline_seconds=6 * 3600, retry_transient=False)
@@ -153,19 +250,27 @@ def _upload(op: Operation, progress: Progress) -> dict[str, Any]:
         pool = StoragePool.objects.select_related("host").get(pk=op.params["pool"])
         size, name = int(op.params["size"]), str(op.params["name"])
 
+        reported = [0.0]
+
         def sent(done: int, total: int) -> None:
-            progress(int(99 * done / total), f"Sent {human_size(done)} of {human_size(total)} to {pool.host.name}")
+            now = time.monotonic()
+            if done == total or now - reported[0] >= CHECK_INTERVAL:
+                reported[0] = now
+                progress(int(99 * done / total), f"Sent {human_size(done)} of {human_size(total)} to {pool.host.name}")
 
         progress(0, f"Sending {name} to {pool.name} on {pool.host.name}")
-        record = volumes.upload_volume(
-            pool.host.virt_target(),
-            pool.name,
-            name,
-            _chunks(op, path),
-            size=size,
-            format=str(op.params["format"]),
-            progress=sent,
-        )
+        try:
+            record = volumes.upload_volume(
+                pool.host.virt_target(),
+                pool.name,
+                name,
+                _chunks(op, path, size),
+                size=size,
+                format=str(op.params["format"]),
+                progress=sent,
+            )
+        except virt.HostUnreachable as exc:
+            raise virt.HostUnreachable(_lost(pool, name, size, exc), code=exc.code, raw=exc.raw) from exc
         refresh_host_storage(pool.host, pool)
         row = pool.volumes.filter(name=record.name).first()
         return {"volume": row.pk if row else None, "path": record.path, "size": size}

@@ -12,9 +12,16 @@ from storage.pools import PoolAction, allowed_pool_actions, pool_users
 @login_required
 def pool_list(request: HttpRequest) -> HttpResponse:
     host = request.GET.get("host", "")
-    pools = list(selectors.pool_list(request.user, host_id=int(host) if host.isdigit() else None))
+    host_id = int(host) if host.isdigit() else None
+    pools = list(selectors.pool_list(request.user, host_id=host_id))
     hosts = list(access.visible_hosts(request.user).only("id", "name"))
-    return render(request, "storage/list.html", {"pools": pools, "hosts": hosts, "host_filter": host})
+    context = {
+        "pools": pools,
+        "hosts": hosts,
+        "host_filter": host,
+        "saved": selectors.saved_states(request.user, host_id=host_id),
+    }
+    return render(request, "storage/list.html", context)
 
 
 @login_required

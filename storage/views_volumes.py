@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from kvmweb import access
@@ -46,6 +47,7 @@ def upload_page(request: HttpRequest, pool_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@sensitive_post_parameters("passphrase", "passphrase_confirm")
 @refusals_as_pages
 def volume_create(request: HttpRequest, pool_id: int) -> HttpResponse:
     actor = actor_from_request(request)

@@ -16,6 +16,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from hosts.models import Host
 from kvmweb import access, virt
@@ -25,11 +26,11 @@ from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
 from kvmweb.operations.services import Progress, operation_start
 from kvmweb.targets import Target
-from kvmweb.virt import devices, volumes
+from kvmweb.virt import devices, secrets, volumes
 from kvmweb.virt.xml import VolumeSpec, domain_devices
 from kvmweb.virt.xml.volume_spec import MAX_CAPACITY, MIN_CAPACITY, human_size
 from storage.models import StoragePool, Volume
-from storage.services import storage_apply_inventory
+from storage.services import storage_apply_inventory, volume_forget
 from vms.models import VirtualMachine
 
 User = AbstractBaseUser | AnonymousUser
@@ -209,8 +210,15 @@ def new_volume_target(pool: StoragePool, name: str) -> Target:
     return Target("volume", f"new:{pool.pk}:{name}"[:64], f"{pool.name}/{name}")
 
 
+@sensitive_variables("data", "passphrase")
 def volume_create(*, actor: Actor, pool: StoragePool, data: Mapping[str, Any]) -> Operation:
-    """Queue a new empty volume. The caller has authorized `actor` for the pool (`pool_for_change`)."""
+    """Queue a new empty volume. The caller has authorized `actor` for the pool (`pool_for_change`).
+
+    An encrypted one (`encrypted` with a `passphrase`) gets its libvirt secret here, in the request:
+    only the secret's UUID goes into the operation, so the passphrase reaches no row, audit event,
+    Celery message or log. The secret is removed again if the operation cannot be queued, and by
+    the worker if creating the volume fails.
+    """
     name = check_name("name", data.get("name"))
     size = parse_size(data.get("size"), data.get("unit"))
     fmt = check_format(data.get("format"), "qcow2")
@@ -225,7 +233,73 @@ def volume_create(*, actor: Actor, pool: StoragePool, data: Mapping[str, Any]) -
     if provisioning == "full":
         _require_space(pool, size, name)
     params = {"pool": pool.pk, "name": name, "capacity": size, "format": fmt, "provisioning": provisioning}
-    return operation_start(kind="volume.create", target=new_volume_target(pool, name), actor=actor, params=params)
+    if not _checked_flag(data.get("encrypted")):
+        return operation_start(kind="volume.create", target=new_volume_target(pool, name), actor=actor, params=params)
+    passphrase = _check_encryption(pool, fmt, data)
+    secret = _define_secret(pool, name, passphrase)
+    try:
+        return operation_start(
+            kind="volume.create",
+            target=new_volume_target(pool, name),
+            actor=actor,
+            params={**params, "encryption": "luks", "secret": secret.uuid},
+        )
+    except BaseException:
+        _undefine_secret_quietly(pool.host, secret.uuid)
+        raise
+
+
+# Encryption: LUKS inside qcow2, the passphrase held by a libvirt secret on the host
+
+ENCRYPTABLE_POOL_TYPES = ("dir", "fs", "netfs")
+
+
+def _checked_flag(value: Any) -> bool:
+    return value not in (None, "", False, "false", "0", "off", "no")
+
+
+@sensitive_variables("data", "passphrase")
+def _check_encryption(pool: StoragePool, fmt: str, data: Mapping[str, Any]) -> str:
+    """The passphrase, once the request is fit for encryption; messages never repeat it."""
+    if fmt != "qcow2":
+        message = "Only qcow2 volumes can be encrypted (LUKS inside qcow2); choose qcow2 or leave encryption off."
+        raise Invalid(message, details={"format": message})
+    if pool.type not in ENCRYPTABLE_POOL_TYPES or not pool.target_path:
+        kind = pool.type or "of unknown type"
+        message = f"Storage pool {pool.name} is {kind}; encrypted volumes go in directory (file) pools."
+        raise Invalid(message, details={"encrypted": message})
+    passphrase = data.get("passphrase")
+    try:
+        passphrase = secrets.check_passphrase(passphrase if passphrase is not None else "")
+    except virt.VirtError as exc:
+        raise Invalid(exc.message, details={"passphrase": exc.message}) from None
+    confirm = data.get("passphrase_confirm")
+    if confirm is not None and confirm != passphrase:
+        message = "The two passphrases differ; type the same one twice."
+        raise Invalid(message, details={"passphrase_confirm": message})
+    return passphrase
+
+
+@sensitive_variables("passphrase")
+def _define_secret(pool: StoragePool, name: str, passphrase: str) -> secrets.SecretRecord:
+    """The one libvirt write a request makes: it keeps the passphrase out of the operation."""
+    path = f"{pool.target_path.rstrip('/')}/{name}"
+    try:
+        return secrets.define_volume_secret(pool.host.virt_target(), path, passphrase)
+    except virt.AlreadyExists as exc:
+        raise Conflict(exc.message, details={"name": exc.message}) from None
+    except virt.Unsupported as exc:
+        message = f"The host {pool.host.name} cannot hold secrets, so it cannot encrypt volumes ({exc.message})."
+        raise Conflict(message, details={"encrypted": message}) from None
+
+
+def _undefine_secret_quietly(host: Host, uuid: str) -> str:
+    """Remove a secret while another error propagates; a sentence for the error when that fails."""
+    try:
+        secrets.undefine_secret(host.virt_target(), uuid)
+    except virt.VirtError as exc:
+        return f" Its secret {uuid} could not be removed ({exc.message}); remove it on the host."
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +331,12 @@ def _check_resize(volume: Volume, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_clone(volume: Volume, params: Mapping[str, Any], *, convert: bool = False) -> dict[str, Any]:
+    if volume.encryption:
+        message = (
+            f"{volume.name} is encrypted ({volume.encryption.upper()}); kvmweb does not copy or convert "
+            "encrypted volumes, as the copy would need a secret of its own."
+        )
+        raise Invalid(message, details={"encryption": message})
     source_format = volume.format if volume.format in FORMATS else ""
     if not source_format:
         raise Invalid(
@@ -286,6 +366,13 @@ def _check_clone(volume: Volume, params: Mapping[str, Any], *, convert: bool = F
 
 
 def _check_wipe(volume: Volume, params: Mapping[str, Any]) -> dict[str, Any]:
+    if volume.encryption:
+        # Zeros would take the LUKS header too, leaving a raw volume and a secret that guards nothing.
+        message = (
+            f"{volume.name} is encrypted; delete it instead: that removes its secret too, "
+            "so nothing can read its data again."
+        )
+        raise Invalid(message, details={"encryption": message})
     _require_unused(volume, "wipe")
     _confirmed(volume, params)
     return {}
@@ -364,12 +451,31 @@ def refresh_host_storage(host: Host, pool: StoragePool | None = None) -> None:
 def _create(op: Operation, progress: Progress) -> dict[str, Any]:
     pool = StoragePool.objects.select_related("host").get(pk=op.params["pool"])
     p = op.params
-    spec = VolumeSpec(name=p["name"], capacity_bytes=p["capacity"], format=p["format"], allocation=p["provisioning"])
-    progress(10, f"Creating {spec.name} ({human_size(spec.capacity_bytes)}, {spec.format}, {spec.allocation})")
-    record = volumes.create_volume(pool.host.virt_target(), pool.name, spec)
+    secret = p.get("secret")
+    encrypted = ", encrypted (LUKS)" if secret else ""
+    try:
+        spec = VolumeSpec(
+            name=p["name"],
+            capacity_bytes=p["capacity"],
+            format=p["format"],
+            allocation=p["provisioning"],
+            encryption_secret=secret,
+        )
+        progress(10, f"Creating {spec.name} ({human_size(spec.capacity_bytes)}, {spec.allocation}{encrypted})")
+        record = volumes.create_volume(pool.host.virt_target(), pool.name, spec)
+    except virt.VirtError as exc:
+        if not secret:
+            raise
+        # Nothing half-made: the volume is not there, so neither is the secret made for it.
+        tail = _undefine_secret_quietly(pool.host, secret) or f" Its secret {secret} was removed again."
+        raise type(exc)(f"{exc.message}{tail}", code=exc.code, raw=exc.raw) from exc
     refresh_host_storage(pool.host, pool)
     row = pool.volumes.filter(name=record.name).first()
-    return {"volume": row.pk if row else None, "path": record.path, "allocation": record.allocation}
+    result = {"volume": row.pk if row else None, "path": record.path, "allocation": record.allocation}
+    if secret:
+        Volume.objects.filter(pool=pool, name=record.name).update(encryption="luks", secret_uuid=secret)
+        result |= {"encryption": "luks", "secret": secret}
+    return result
 
 
 @operation_kind("volume.resize", label="Resize volume", deadline_seconds=900, retry_transient=False)
@@ -423,7 +529,22 @@ def _delete(op: Operation, progress: Progress) -> dict[str, Any]:
     if users:
         raise Conflict(f"Cannot delete {volume.name}: it is used by {', '.join(users)}.")
     progress(10, f"Deleting {volume.path}")
-    deleted = volumes.delete_volume(volume.pool.host.virt_target(), volume.path)
-    Volume.objects.filter(pk=volume.pk).delete()
+    target = volume.pool.host.virt_target()
+    # Read before the volume goes: its <encryption> names the secret, which is removed only after it.
+    secret = _secret_of(target, volume)
+    deleted = volumes.delete_volume(target, volume.path)
+    volume_forget(volume)
+    if secret:
+        progress(80, f"Removing the secret {secret} of {volume.name}")
+        secrets.undefine_secret(target, secret)
     refresh_host_storage(volume.pool.host, volume.pool)
-    return {"path": volume.path, "deleted": deleted}
+    return {"path": volume.path, "deleted": deleted, **({"secret_removed": secret} if secret else {})}
+
+
+def _secret_of(target: virt.HostTarget, volume: Volume) -> str:
+    """The UUID of the volume's secret: as the host's volume XML names it, else as kvmweb recorded it."""
+    try:
+        named = volumes.volume_encryption_secret(target, volume.path)
+    except virt.NotFound:
+        named = None
+    return named or volume.secret_uuid

@@ -269,6 +269,35 @@ def snapshots_refresh(vm: VirtualMachine) -> list[Snapshot]:
     return snapshots_store(vm, virt_snapshots.list_snapshots(vm.host.virt_target(), str(vm.uuid)))
 
 
+def snapshots_stale(vm: VirtualMachine, marker: virt_snapshots.SnapshotMarker) -> bool:
+    """Whether the rows disagree with what the host says: other names, or another current snapshot."""
+    rows = list(Snapshot.objects.filter(vm=vm).values_list("name", "is_current"))
+    current = next((name for name, is_current in rows if is_current), "")
+    return {name for name, _ in rows} != marker.names or current != marker.current
+
+
+def snapshots_sync(host: Host, vms: Iterable[VirtualMachine] | None = None) -> list[VirtualMachine]:
+    """Re-read the snapshots of the host's VMs (or of `vms`) whose rows are stale; returns those re-read.
+
+    Snapshots made, reverted or deleted outside kvmweb show up here. Cheap when nothing changed:
+    two calls per VM on one connection; a full listing only for a VM whose snapshots changed.
+    """
+    rows = list(vms) if vms is not None else list(VirtualMachine.objects.filter(host=host).exclude(state=S.GONE))
+    if not rows:
+        return []
+    uuids = None if vms is None else [str(vm.uuid) for vm in rows]
+    markers = virt_snapshots.snapshot_markers(host.virt_target(), uuids)
+    reread = []
+    for vm in rows:
+        marker = markers.get(str(vm.uuid))
+        if marker is None or not snapshots_stale(vm, marker):
+            continue
+        with contextlib.suppress(virt.NotFound):  # undefined since the markers were read
+            snapshots_refresh(vm)
+            reread.append(vm)
+    return reread
+
+
 # -- operation handlers ---------------------------------------------------------------------------
 
 

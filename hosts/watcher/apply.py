@@ -8,6 +8,7 @@ through ``publish`` on commit themselves.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +21,12 @@ from kvmweb import virt
 from kvmweb.realtime import groups
 from networks.models import Network
 from networks.services import network_apply_record
+from storage.messages import pool_groups, pool_payload
 from storage.models import StoragePool
 from storage.services import pool_apply_record, pool_apply_volumes
 from vms.messages import vm_groups, vm_payload
 from vms.services import vm_apply_record
+from vms.snapshots import snapshots_sync
 
 PoolFetch = tuple[virt.PoolRecord, tuple[virt.VolumeRecord, ...]]
 
@@ -43,6 +46,11 @@ def domain_apply(host: Host, uuid: str, record: virt.DomainRecord | None) -> Out
     vm = vm_apply_record(host=host, uuid=uuid, record=record, now=timezone.now())
     if vm is None:
         return None
+    if record is not None:
+        # A changed domain may have been snapshotted or reverted (libvirt has no snapshot event; a revert
+        # comes as "... from_snapshot"): compare its snapshot names, and re-read them only if they differ.
+        with contextlib.suppress(virt.VirtError):
+            snapshots_sync(host, [vm])
     return Outgoing(vm_groups(vm), vm_payload(vm))
 
 
@@ -61,7 +69,7 @@ def pool_apply(host: Host, uuid: str, fetched: PoolFetch | None) -> Outgoing | N
         pool = StoragePool.objects.filter(host=host, uuid=uuid).first()
     if pool is None:
         return None
-    return Outgoing([groups.ADMINS, groups.host_group(host.pk)], pool_payload(pool))
+    return Outgoing(pool_groups(pool), pool_payload(pool))
 
 
 def network_payload(network: Network) -> dict[str, Any]:
@@ -76,25 +84,6 @@ def network_payload(network: Network) -> dict[str, Any]:
             "autostart": network.autostart,
             "persistent": network.persistent,
             "gone": network.gone_since is not None,
-        },
-    }
-
-
-def pool_payload(pool: StoragePool) -> dict[str, Any]:
-    return {
-        "type": "pool.state",
-        "pool": {
-            "id": pool.pk,
-            "host": pool.host_id,
-            "uuid": str(pool.uuid),
-            "name": pool.name,
-            "state": pool.state,
-            "autostart": pool.autostart,
-            "persistent": pool.persistent,
-            "capacity": pool.capacity,
-            "allocation": pool.allocation,
-            "available": pool.available,
-            "gone": pool.gone_since is not None,
         },
     }
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +51,58 @@ def list_snapshots(target: HostTarget, uuid: str) -> tuple[SnapshotRecord, ...]:
         dom = lookup.domain(conn, uuid)
         records = [_record(snap) for snap in dom.listAllSnapshots(0)]
     return tuple(sorted(records, key=lambda record: (record.created, record.name)))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMarker:
+    """Enough to tell, cheaply, whether a domain's snapshots changed: their names and the current one."""
+
+    names: frozenset[str]
+    current: str  # "" when there is none
+
+
+def snapshot_markers(target: HostTarget, uuids: Iterable[str] | None = None) -> dict[str, SnapshotMarker]:
+    """Each domain's marker, by UUID: every domain, or those of `uuids` the host still has.
+
+    Two calls per domain that has snapshots (one for one without), against one per snapshot for
+    ``list_snapshots``: for noticing snapshots made outside kvmweb before reading them all.
+    """
+    markers: dict[str, SnapshotMarker] = {}
+    with connect(target) as conn:
+        if uuids is None:
+            domains = list(conn.listAllDomains(0))
+        else:
+            domains = []
+            for uuid in uuids:
+                with suppress(NotFound):
+                    domains.append(_domain_or_not_found(conn, uuid))
+        for dom in domains:
+            with suppress(NotFound):
+                markers[str(dom.UUIDString())] = _marker(dom)
+    return markers
+
+
+def _domain_or_not_found(conn: Connection, uuid: str) -> Domain:
+    try:
+        return lookup.domain(conn, uuid)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            raise NotFound("The virtual machine was not found.", code=exc.get_error_code(), raw=str(exc)) from exc
+        raise
+
+
+def _marker(dom: Domain) -> SnapshotMarker:
+    try:
+        names = frozenset(str(snap.getName()) for snap in dom.listAllSnapshots(0))
+        current = str(dom.snapshotCurrent(0).getName()) if names else ""
+    except libvirt.libvirtError as exc:
+        code = exc.get_error_code()
+        if code == libvirt.VIR_ERR_NO_DOMAIN:  # undefined meanwhile
+            raise NotFound("The virtual machine was not found.", code=code, raw=str(exc)) from exc
+        if code != libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:  # snapshots but none current
+            raise
+        current = ""
+    return SnapshotMarker(names=names, current=current)
 
 
 def get_snapshot(target: HostTarget, uuid: str, name: str) -> SnapshotRecord:

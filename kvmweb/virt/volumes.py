@@ -25,6 +25,7 @@ from kvmweb.virt.target import HostTarget
 from kvmweb.virt.types import VolumeRecord
 from kvmweb.virt.xml.checks import check_choice, require
 from kvmweb.virt.xml.facts import volume_facts
+from kvmweb.virt.xml.safe import parse
 from kvmweb.virt.xml.volume_spec import MIN_CAPACITY, VolumeFormat, VolumeSpec, check_capacity, human_size
 from kvmweb.virt.xml.volume_xml import build_volume_xml
 
@@ -82,7 +83,9 @@ def clone_volume(
     with connect(target) as conn:
         pool_obj = _active_pool(conn, pool)
         source = _volume_at(conn, source_path)
-        facts = volume_facts(source.XMLDesc(0))
+        source_xml = source.XMLDesc(0)
+        _refuse_encrypted(source_xml, source_path, "copied or converted")
+        facts = volume_facts(source_xml)
         size = _known_capacity(facts.capacity, source_path)
         spec = VolumeSpec(name=name, capacity_bytes=size, format=wanted_format or _source_format(facts.format))
         capacity = _at_least(size, capacity_bytes, "A copy")
@@ -114,7 +117,9 @@ def create_linked_volume(
     with connect(target) as conn:
         pool_obj = _active_pool(conn, pool)
         backing = _volume_at(conn, backing_path)
-        facts = volume_facts(backing.XMLDesc(0))
+        backing_xml = backing.XMLDesc(0)
+        _refuse_encrypted(backing_xml, backing_path, "the backing file of a linked volume")
+        facts = volume_facts(backing_xml)
         size = _known_capacity(facts.capacity, backing_path)
         spec = VolumeSpec(
             name=name,
@@ -248,6 +253,13 @@ def volume_by_path(target: HostTarget, path: str) -> VolumeRecord | None:
         if vol is None:
             return None
         return _record(vol, str(vol.storagePoolLookupByVolume().UUIDString()))
+
+
+def volume_encryption_secret(target: HostTarget, path: str) -> str | None:
+    """None for a plain volume; for an encrypted one, the UUID of the secret its ``<encryption>``
+    names ("" when it names none). Read before deleting a volume, to remove its secret after it."""
+    with connect(target) as conn:
+        return _encryption_secret(_volume_at(conn, path).XMLDesc(0))
 
 
 def volume_in_pool(target: HostTarget, pool: str, name: str) -> VolumeRecord | None:
@@ -443,6 +455,20 @@ def _require_space(pool_obj: Pool, pool: str, needed: int) -> None:
         needed <= available,
         f"Not enough space in pool {pool}: needs {human_size(needed)}, has {human_size(available)}.",
     )
+
+
+def _encryption_secret(xml: str) -> str | None:
+    encryption = parse(xml).find("target/encryption")
+    if encryption is None:
+        return None
+    secret = encryption.find("secret")
+    return "" if secret is None else secret.get("uuid", "")
+
+
+def _refuse_encrypted(xml: str, path: str, what: str) -> None:
+    # A copy or overlay would need the source's passphrase and a secret of its own; not offered.
+    if _encryption_secret(xml) is not None:
+        raise InvalidOperation(f"The volume {path} is encrypted (LUKS); kvmweb does not let it be {what}.")
 
 
 def _preallocates(spec: VolumeSpec) -> bool:

@@ -159,7 +159,13 @@ document.addEventListener(
         label: fill(asker.dataset.confirmLabel) || "Confirm",
         danger: asker.hasAttribute("data-confirm-danger"),
       }).then((yes) => {
-        if (!yes || !form.isConnected) return;
+        if (!yes) return;
+        // A live update may have re-rendered the form while the dialog was open: the user's
+        // answer still stands, so the detached form (with its token and fields) is sent as it was.
+        if (!form.isConnected) {
+          form.hidden = true;
+          document.body.append(form);
+        }
         form.dataset.confirmed = "1";
         // the "I understand" box is for pages without JavaScript: the dialog just asked
         for (const box of $$("input[data-confirm-check]", form)) box.checked = true;

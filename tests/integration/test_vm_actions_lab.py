@@ -113,6 +113,22 @@ def test_managed_save_then_restore_keeps_the_guest_running_on(setup) -> None:  #
     assert after >= before, (before, after)
 
 
+def test_discarding_a_managed_save_makes_the_next_start_a_fresh_boot(setup) -> None:  # type: ignore[no-untyped-def]
+    guest: Guest = setup["guest"]
+    act(setup, "save")
+    assert row(guest).has_managed_save is True
+
+    act(setup, "discard-save")
+    assert row(guest).has_managed_save is False
+    info = virsh(guest.host.uri, "dominfo", guest.uuid, timeout=30)
+    assert "Managed save: no" in " ".join(info.split()), info
+
+    guest.mark_log()
+    act(setup, "start")
+    assert virt.domain_state(guest.host.target, guest.uuid) == virt.DomainState("running", "booted")
+    guest.wait_for_marker(90)  # printed by a fresh boot only
+
+
 def test_reboot_restarts_the_guest(setup) -> None:  # type: ignore[no-untyped-def]
     guest: Guest = setup["guest"]
     began = time.monotonic()

@@ -20,11 +20,14 @@ from rest_framework.authtoken.models import Token
 from hosts.inventory import host_reconcile
 from hosts.models import Host
 from kvmweb import virt
+from kvmweb.errors import Invalid
 from kvmweb.operations import services as operation_services
 from kvmweb.operations.models import Operation
 from kvmweb.virt import volumes
 from storage import uploads
 from storage.models import StoragePool, Volume
+from storage.volumes import new_volume_target
+from tests.bodies import Arriving
 from tests.factories import make_user
 from tests.lab.guests import POOL, data_volume_name, ensure_guest, remove_guest, unique_guest_name
 from tests.lab.hosts import LabHost
@@ -144,6 +147,7 @@ def test_cancelling_an_upload_midway_leaves_no_volume(setup, prefix, monkeypatch
     # Run in this process, not the worker, so the cancel lands between two chunks.
     monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: None)
     monkeypatch.setattr(uploads, "UPLOAD_CHUNK", 256 * 1024)
+    monkeypatch.setattr(uploads, "CHECK_INTERVAL", 0)  # look at the operation before every chunk
     name = f"{prefix}-cancel.img"
     actor = actor_of(setup["ada"])
     op = uploads.upload_receive(
@@ -163,6 +167,115 @@ def test_cancelling_an_upload_midway_leaves_no_volume(setup, prefix, monkeypatch
     assert volumes.volume_in_pool(setup["lab"].target, POOL, name) is None
     assert name not in virsh(setup["lab"].uri, "vol-list", POOL, timeout=30)
     assert list(uploads.upload_dir().glob("*.part")) == []
+
+
+def _upload_op(name: str) -> Operation | None:
+    return Operation.objects.filter(kind=uploads.KIND, target_label__endswith=f"/{name}").first()
+
+
+def _wait_for_the_host_to_receive(setup: dict[str, Any], name: str) -> Operation:
+    """Until the host has written the first MiB of `name` (sent by the worker while the body still arrives)."""
+
+    def written() -> int:
+        record = volumes.volume_in_pool(setup["lab"].target, POOL, name)
+        return setup["lab"].host_path(record.path).stat().st_blocks * 512 if record and record.path else 0
+
+    wait_until(lambda: written() >= MIB, timeout=60, what=f"the host to receive {name}", log=setup["log"])
+    op = _upload_op(name)
+    assert op is not None and op.status == "running"
+    return op
+
+
+def _wait_for_no_volume(setup: dict[str, Any], name: str) -> None:
+    wait_until(
+        lambda: volumes.volume_in_pool(setup["lab"].target, POOL, name) is None,
+        timeout=30,
+        what=f"the partial volume {name} to be deleted",
+        log=setup["log"],
+    )
+
+
+def test_the_worker_streams_an_upload_while_it_still_arrives(setup, prefix) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(8 * MIB + 5)
+    name = f"{prefix}-overlap.img"
+    during: list[tuple[int, int]] = []
+
+    def once_the_host_receives(served: int) -> None:
+        if served == 3:
+            op = _wait_for_the_host_to_receive(setup, name)
+            during.append((op.pk, served))
+
+    body = Arriving(data, MIB, after=once_the_host_receives)
+    op = uploads.upload_receive(
+        actor=actor_of(setup["ada"]), pool=setup["pool"], name=name, fmt="raw", size=len(data), body=body
+    )
+    assert during == [(op.pk, 3)]  # 3 of 9 chunks had arrived when the host got its first bytes
+    wait_until(lambda: Operation.objects.get(pk=op.pk).status not in Operation.ACTIVE, timeout=60, what="upload")
+    op.refresh_from_db()
+    assert op.status == "succeeded", (op.error, op.error_detail)
+    assert list(uploads.upload_dir().glob("*.part")) == []
+    volume = Volume.objects.get(pool=setup["pool"], name=name)
+    got = b"".join(volumes.download_volume(setup["lab"].target, volume.path))
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_client_that_goes_away_midway_fails_the_upload_and_the_worker_removes_its_volume(setup, prefix) -> None:  # type: ignore[no-untyped-def]
+    name = f"{prefix}-gone.img"
+
+    def once_the_host_receives(served: int) -> None:
+        if served == 3:
+            _wait_for_the_host_to_receive(setup, name)
+
+    body = Arriving(os.urandom(3 * MIB), MIB, after=once_the_host_receives)  # then b"": the client is gone
+    with pytest.raises(Invalid, match="ended after 3145728 of the 8388608 bytes"):
+        uploads.upload_receive(
+            actor=actor_of(setup["ada"]), pool=setup["pool"], name=name, fmt="raw", size=8 * MIB, body=body
+        )
+    op = _upload_op(name)
+    assert op is not None and op.status == "failed" and op.error.startswith("The upload ended after 3145728")
+    _wait_for_no_volume(setup, name)
+    assert list(uploads.upload_dir().glob("*.part")) == []
+
+
+def test_cancelling_an_upload_still_arriving_stops_both_sides(setup, prefix, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(uploads, "CHECK_INTERVAL", 0)  # this process receives: look before every chunk
+    name = f"{prefix}-stop.img"
+
+    def cancel_once_the_host_receives(served: int) -> None:
+        if served == 3:
+            op = _wait_for_the_host_to_receive(setup, name)
+            assert setup["api"].post(f"/api/v1/volumes/uploads/{op.pk}/cancel/").status_code == 200
+
+    body = Arriving(os.urandom(64 * MIB), MIB, after=cancel_once_the_host_receives)
+    with pytest.raises(uploads.UploadCancelled, match="Cancelled by ada"):
+        uploads.upload_receive(
+            actor=actor_of(setup["ada"]), pool=setup["pool"], name=name, fmt="raw", size=64 * MIB, body=body
+        )
+    assert body.served == 4
+    op = _upload_op(name)
+    assert op is not None and op.status == "cancelled"
+    _wait_for_no_volume(setup, name)
+    assert list(uploads.upload_dir().glob("*.part")) == []
+
+
+def test_a_spool_that_stops_growing_is_abandoned_and_its_volume_removed(setup, prefix, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The web process was killed mid-body: nobody ends the operation, the file just stops growing.
+    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: None)
+    monkeypatch.setattr(uploads, "STALL_SECONDS", 0.3)
+    name = f"{prefix}-stalled.img"
+    spool = uploads.upload_dir() / f"{uuid.uuid4().hex}.part"
+    spool.write_bytes(os.urandom(2 * MIB))
+    params = {"pool": setup["pool"].pk, "name": name, "format": "raw", "size": 8 * MIB, "file": spool.name}
+    op = operation_services.operation_start(
+        kind=uploads.KIND,
+        target=new_volume_target(setup["pool"], name),
+        actor=actor_of(setup["ada"]),
+        params=params,
+    )
+    ended = run(op)
+    assert ended.status == "failed" and ended.error.startswith("No data arrived for 0.3 s after 2 MiB of 8 MiB")
+    assert volumes.volume_in_pool(setup["lab"].target, POOL, name) is None
+    assert not spool.exists()
 
 
 def test_a_running_vms_disk_grows_through_the_vm_and_cannot_be_deleted(setup, lab_host) -> None:  # type: ignore[no-untyped-def]

@@ -68,3 +68,12 @@ def test_nginx_accepts_the_rendered_file(tmp_path):  # type: ignore[no-untyped-d
         ["nginx", "-t", "-q", "-c", str(conf), "-e", str(tmp_path / "error.log")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_volume_upload_streams_through_unbuffered(tmp_path):  # type: ignore[no-untyped-def]
+    text = render(tmp_path)
+    start = text.index("location ~ ^/api/v1/pools/[0-9]+/upload/$ {")
+    block = text[start : text.index("}", start)]
+    assert "proxy_pass http://kvmweb_web;" in block
+    assert "proxy_request_buffering off;" in block
+    assert "proxy_read_timeout 1h;" in block

@@ -16,6 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from hosts.inventory import host_reconcile
 from kvmweb import virt
+from kvmweb.audit.models import AuditEvent
 from kvmweb.errors import Conflict, Invalid
 from kvmweb.operations.models import Operation
 from kvmweb.virt import volumes as virt_volumes
@@ -23,6 +24,7 @@ from kvmweb.virt.xml import DiskSpec, DomainSpec, VolumeSpec, build_domain_xml
 from storage import uploads
 from storage.models import StoragePool, Volume
 from storage.volumes import volume_action, volume_create
+from tests.bodies import Arriving
 from tests.factories import make_host
 from tests.runs import actor_of, run
 
@@ -240,6 +242,52 @@ def test_cancelling_a_queued_upload_removes_its_file(lab, ada, queued, tmp_path)
     assert cancelled.status_code == 200 and cancelled.json()["operation"]["status"] == "cancelled"
     assert not part.exists()
     assert client.post(f"/api/v1/volumes/uploads/{op_id}/cancel/").status_code == 409
+
+
+def test_an_upload_starts_its_operation_once_the_first_chunk_is_on_disk(lab, ada, queued, monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(uploads, "UPLOAD_CHUNK", 1024)
+    seen: list[tuple[int, list[int]]] = []
+    started = Operation.objects.filter(kind="volume.upload").values_list("pk", flat=True)
+    body = Arriving(b"d" * 4096, 1024, after=lambda n: seen.append((n, list(started))))
+    op = uploads.upload_receive(actor=actor_of(ada), pool=pool_row(lab), name="g.img", fmt="raw", size=4096, body=body)
+    # Started after the first chunk, while three more were still to come: the worker follows the file.
+    assert seen == [(1, [op.pk]), (2, [op.pk]), (3, [op.pk]), (4, [op.pk])]
+    assert (tmp_path / "uploads" / op.params["file"]).read_bytes() == b"d" * 4096
+    assert op.status == Operation.Status.PENDING
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [(8192, "The upload ended after 3072 of the 8192 bytes"), (2048, "The upload is longer than the 2048 bytes")],
+)
+def test_a_body_other_than_announced_fails_its_started_operation_and_leaves_no_file(  # type: ignore[no-untyped-def]
+    lab, ada, queued, monkeypatch, tmp_path, size, message
+):
+    monkeypatch.setattr(uploads, "UPLOAD_CHUNK", 1024)
+    body = Arriving(b"d" * 3072, 1024)  # the operation starts after its first chunk
+    with pytest.raises(Invalid, match=message):
+        uploads.upload_receive(actor=actor_of(ada), pool=pool_row(lab), name="b.img", fmt="raw", size=size, body=body)
+    op = Operation.objects.get(kind="volume.upload")
+    assert op.status == "failed" and op.error.startswith(message), op.error
+    assert list((tmp_path / "uploads").iterdir()) == []
+    assert AuditEvent.objects.get(operation_id=op.pk).outcome == AuditEvent.Outcome.FAILED
+
+
+def test_cancelling_an_upload_still_arriving_stops_reading_it(lab, ada, queued, monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(uploads, "UPLOAD_CHUNK", 1024)
+    monkeypatch.setattr(uploads, "CHECK_INTERVAL", 0)
+
+    def cancel_after_two(n: int) -> None:
+        if n == 2:
+            uploads.upload_cancel(actor=actor_of(ada), op=Operation.objects.get(kind="volume.upload"))
+
+    body = Arriving(b"d" * 100 * 1024, 1024, after=cancel_after_two)
+    with pytest.raises(uploads.UploadCancelled, match="Cancelled by ada"):
+        uploads.upload_receive(
+            actor=actor_of(ada), pool=pool_row(lab), name="c.img", fmt="raw", size=100 * 1024, body=body
+        )
+    assert body.served == 3 and Operation.objects.get(kind="volume.upload").status == "cancelled"
+    assert list((tmp_path / "uploads").iterdir()) == []
 
 
 # --- access ------------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ MAX_CAPACITY = 64 * 1024**4
 # A volume name is a file name in a directory pool: no '/', and no leading '.' (hidden files, '.'
 # and '..') or '-' (read as an option by the tools that handle the file).
 _VOLUME_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SIZE_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
 
 
@@ -38,6 +39,13 @@ def human_size(size: int) -> str:
         unit += 1
     # Cut, not rounded: 1 MiB minus a byte must not read as "1024 KiB", nor free space as more than it is.
     return f"{math.trunc(value * 10) / 10:.1f}".removesuffix(".0") + f" {_SIZE_UNITS[unit]}"
+
+
+def check_secret_uuid(field: str, value: object) -> str:
+    """The UUID of a libvirt secret, as libvirt writes it (lower case, with dashes)."""
+    require(isinstance(value, str), f"{field} must be a UUID; got {value!r}.")
+    check_pattern(field, str(value), _UUID, "must be a UUID in lower case with dashes")
+    return str(value)
 
 
 def check_capacity(field: str, value: object) -> None:
@@ -61,6 +69,8 @@ class VolumeSpec:
     allocation: Allocation = "thin"
     backing_path: str | None = None
     backing_format: VolumeFormat | None = None
+    # The UUID of a libvirt passphrase secret: the volume is then a LUKS-encrypted qcow2 (kvmweb.virt.secrets).
+    encryption_secret: str | None = None
 
     def __post_init__(self) -> None:
         check_pattern(
@@ -77,6 +87,14 @@ class VolumeSpec:
             "Metadata preallocation only applies to qcow2; a raw volume is thin or full.",
         )
         self._check_backing()
+        self._check_encryption()
+
+    def _check_encryption(self) -> None:
+        if self.encryption_secret is None:
+            return
+        require(self.format == "qcow2", "Only a qcow2 volume is encrypted here (LUKS inside qcow2); raw is not.")
+        require(self.backing_path is None, "An encrypted volume cannot have a backing file here.")
+        check_secret_uuid("Encryption secret", self.encryption_secret)
 
     def _check_backing(self) -> None:
         if self.backing_path is None:

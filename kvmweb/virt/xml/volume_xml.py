@@ -20,6 +20,9 @@ def build_volume_xml(spec: VolumeSpec) -> str:
     ET.SubElement(target, "format", type=spec.format)
     if spec.format == "qcow2":
         _text(target, "compat", QCOW2_COMPAT)
+    if spec.encryption_secret is not None:
+        encryption = ET.SubElement(target, "encryption", format="luks")
+        ET.SubElement(encryption, "secret", type="passphrase", uuid=spec.encryption_secret)
     if spec.backing_path is not None and spec.backing_format is not None:
         backing = ET.SubElement(root, "backingStore")
         _text(backing, "path", spec.backing_path)

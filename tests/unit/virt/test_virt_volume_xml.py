@@ -28,6 +28,9 @@ CASES = {
         backing_path="/var/lib/libvirt/images/debian-12.qcow2",
         backing_format="qcow2",
     ),
+    "volume_encrypted_qcow2.xml": VolumeSpec(
+        name="secret01.qcow2", capacity_bytes=10 * GIB, encryption_secret="930bd6d4-7894-4b4d-b97c-50d1da821991"
+    ),
 }
 
 
