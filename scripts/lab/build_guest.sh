@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the kvmweb lab tiny guest: a Debian cloud kernel plus a busybox
-# initramfs with virtio modules, busybox acpid and qemu-guest-agent.
+# initramfs with virtio modules, busybox acpid, udhcpc and ping, and qemu-guest-agent.
 #
 # Everything comes from Debian packages fetched with `apt-get download` and
 # unpacked with `dpkg-deb -x` (nothing is installed on the host).
@@ -143,6 +143,7 @@ rm -f "$ROOT/sbin/shutdown"
 install -m 0755 "$G/shutdown" "$ROOT/sbin/shutdown"
 install -m 0755 "$G/power-button" "$ROOT/etc/acpi/PWRF/00000080"
 install -m 0755 "$G/udhcpc.script" "$ROOT/usr/share/udhcpc/default.script"
+install -m 0755 "$G/netwatch" "$ROOT/etc/netwatch.sh"
 printf 'root::0:0:root:/root:/bin/sh\n' >"$ROOT/etc/passwd"
 printf 'root:x:0:\n' >"$ROOT/etc/group"
 printf 'export PATH=/sbin:/bin:/usr/sbin:/usr/bin\nexport PS1="\\h:\\w# "\n' >"$ROOT/etc/profile"

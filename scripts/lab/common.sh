@@ -20,7 +20,7 @@ LAB_PYTHON="${KVMWEB_LAB_PYTHON:-$LAB_REPO_DIR/.venv/bin/python}"
 LAB_APT_PACKAGES=(
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
   qemu-system-x86 qemu-utils dnsmasq-base iptables bridge-utils iproute2
-  cpio gzip util-linux procps
+  cpio gzip util-linux procps openvswitch-switch
 )
 
 lab_log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

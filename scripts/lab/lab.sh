@@ -2,7 +2,8 @@
 # The kvmweb KVM lab host: the system libvirtd (qemu:///system, socket
 # /run/libvirt/libvirt-sock) and virtlogd, both running inside the network
 # namespace kvmweb-lab, so every network, bridge, dnsmasq or guest NIC that
-# libvirt may create stays out of the main namespace.
+# libvirt may create stays out of the main namespace. scripts/lab/net.sh adds
+# the upstream LAN (netns kvmweb-up), the public bridge br0 and Open vSwitch.
 #
 # Usage: scripts/lab/lab.sh start|stop|status|demo|uri|describe
 #   start   start the lab (no-op when it is already running)
@@ -16,6 +17,8 @@
 set -euo pipefail
 # shellcheck source=scripts/lab/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/lab/net.sh
+source "$(dirname "${BASH_SOURCE[0]}")/net.sh"
 
 NETNS="${KVMWEB_LAB_NETNS:-kvmweb-lab}"
 URI="qemu:///system"
@@ -156,6 +159,8 @@ cmd_start() {
   install_boot_files
   ensure_vnc_dir
   lab_netns_ensure "$NETNS"
+  # Upstream LAN, br0 and Open vSwitch first: libvirt may autostart networks that use them.
+  lab_net_up
   local running=0
   check_libvirtd && running=1
   start_virtlogd
@@ -194,6 +199,7 @@ cmd_stop() {
   else
     rm -f "$VIRTLOGD_PID"
   fi
+  lab_net_down
   lab_netns_delete "$NETNS"
   lab_netns_dir_cleanup
   # QEMU leaves its VNC socket files behind when it is killed.
@@ -229,6 +235,7 @@ cmd_status() {
   else
     echo "libvirtd: not running"
   fi
+  lab_net_status 2>/dev/null || true
   return $rc
 }
 

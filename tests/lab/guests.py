@@ -33,7 +33,7 @@ from kvmweb.virt import (
     start_domain,
     undefine_domain,
 )
-from kvmweb.virt.xml import DiskSpec, DomainSpec, SerialSpec, VncSpec, build_domain_xml
+from kvmweb.virt.xml import DiskSpec, DomainSpec, NicSpec, SerialSpec, VncSpec, build_domain_xml
 from tests.lab.errors import GuestBootTimeout, LabError
 from tests.lab.hosts import LabHost, describe_lab, describe_two_hosts
 from tests.lab.virsh import virsh
@@ -64,8 +64,13 @@ def guest_spec(
     data_disk: bool = True,
     memory_mib: int = MEMORY_MIB,
     cmdline_extra: str | None = None,
+    nics: tuple[NicSpec, ...] = (),
 ) -> DomainSpec:
-    """The tiny guest: direct kernel boot under TCG, serial log, agent channel, VNC on a unix socket."""
+    """The tiny guest: direct kernel boot under TCG, serial log, agent channel, VNC on a unix socket.
+
+    ``nics``: its network interfaces (none by default); the guest takes a DHCP lease on each and
+    prints its address on the serial console (tests/lab/network.py reads it).
+    """
     cmdline = f"console=tty0 console=ttyS0,115200 kvmweb.name={name}"
     if cmdline_extra:
         cmdline = f"{cmdline} {cmdline_extra}"
@@ -80,6 +85,7 @@ def guest_spec(
         initrd=f"{BOOT_DIR}/initrd.gz",
         cmdline=cmdline,
         disks=disks if data_disk else (),
+        nics=nics,
         graphics=VncSpec(socket=f"{VNC_DIR}/{name}.sock"),
         serial=SerialSpec(log_file=f"{LOG_DIR}/{name}-serial.log"),
         guest_agent=True,
@@ -315,12 +321,16 @@ def ensure_guest(
     wait: bool = True,
     timeout: float = 60.0,
     cmdline_extra: str | None = None,
+    nics: tuple[NicSpec, ...] = (),
+    memory_mib: int = MEMORY_MIB,
 ) -> Guest:
     """Define (or redefine) the guest ``name`` on ``host``; start it and wait for its marker if asked."""
     if data_disk:
         ensure_volume(host, data_volume_name(name))
     uuid = find_uuid(host, name) or str(uuidlib.uuid4())
-    spec = guest_spec(name, uuid=uuid, data_disk=data_disk, cmdline_extra=cmdline_extra)
+    spec = guest_spec(
+        name, uuid=uuid, data_disk=data_disk, cmdline_extra=cmdline_extra, nics=nics, memory_mib=memory_mib
+    )
     summary = define_domain(host.target, build_domain_xml(spec))
     guest = Guest(host=host, name=name, uuid=summary.uuid, data_disk=data_disk)
     if start and not guest.is_running():

@@ -46,13 +46,9 @@ else
   ga_state="no guest agent channel"
 fi
 
-# DHCP on any NIC (none in the basic lab; harmless without one).
-for n in /sys/class/net/*; do
-  n=${n##*/}
-  [ "$n" = lo ] && continue
-  ip link set "$n" up
-  udhcpc -b -q -S -i "$n" -s /usr/share/udhcpc/default.script >/dev/null 2>&1
-done
+# DHCP on every NIC, now and hot-plugged later, in the background: boot does not wait for
+# leases. Each NIC's address is printed on the serial console (KVMWEB-NET ...).
+/etc/netwatch.sh </dev/null >/dev/null 2>&1 &
 
 disks=""
 for b in /sys/block/*; do
