@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from hosts.inventory import host_reconcile
+from hosts.inventory import host_reconcile, host_snapshots_sync
 from hosts.models import Host
 from hosts.services import host_apply_info, host_mark_unreachable
 from kvmweb import virt
@@ -10,6 +10,7 @@ from kvmweb.errors import Invalid
 from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
 from kvmweb.operations.services import Progress
+from networks.interfaces import host_interfaces_refresh
 
 
 def _host(op: Operation) -> Host:
@@ -39,6 +40,8 @@ def _contact(op: Operation, progress: Progress) -> dict[str, Any]:
     inventory = _unreachable_is_recorded(host, virt.get_inventory, host.virt_target())
     progress(80, f"Indexing {len(inventory.domains)} VMs")
     result = host_reconcile(host=host, inventory=inventory)
+    host_interfaces_refresh(host=host)
+    result["snapshots_reread"] = host_snapshots_sync(host=host)
     return {"libvirt_version": info.libvirt_version, "virt_types": list(info.virt_types), **result}
 
 
@@ -47,7 +50,10 @@ def _reconcile(op: Operation, progress: Progress) -> dict[str, Any]:
     progress(20, "Reading the inventory")
     inventory = _unreachable_is_recorded(host, virt.get_inventory, host.virt_target())
     progress(60, f"Indexing {len(inventory.domains)} VMs")
-    return host_reconcile(host=host, inventory=inventory)
+    result = host_reconcile(host=host, inventory=inventory)
+    host_interfaces_refresh(host=host)
+    result["snapshots_reread"] = host_snapshots_sync(host=host)
+    return result
 
 
 # Unreachable is itself the answer a user needs from a contact attempt, so no retry here.

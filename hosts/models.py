@@ -28,6 +28,9 @@ class Host(models.Model):
     hypervisor = models.CharField(max_length=32, blank=True)
     hypervisor_version = models.CharField(max_length=32, blank=True)
     capabilities = models.JSONField(default=dict, blank=True)
+    # The host's NICs and bridges as its last refresh read them: {"read": ISO time, "reported": bool,
+    # "items": [HostInterface.to_dict(), ...]} (networks/interfaces.py); empty until then.
+    interfaces = models.JSONField(default=dict, blank=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="hosts")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

@@ -8,6 +8,9 @@ from kvmweb import access
 from kvmweb.errors import NotVisible
 from kvmweb.operations.models import Operation
 from kvmweb.operations.selectors import active_operation_by_target
+from networks.interfaces import host_interfaces
+from networks.selectors import annotate_modes
+from storage.selectors import saved_states
 
 
 def hosts_for_list(user: AbstractBaseUser | AnonymousUser) -> list[Host]:
@@ -54,13 +57,15 @@ def host_inventory(user: AbstractBaseUser | AnonymousUser, host: Host) -> dict[s
         "vms": list(vms.order_by("name")[:HOST_PAGE_VMS]),
         "vm_total": vms.count(),
         "vm_page_limit": HOST_PAGE_VMS,
-        "networks": list(host.networks.filter(gone_since__isnull=True).defer("xml").order_by("name")),
+        "networks": annotate_modes(list(host.networks.filter(gone_since__isnull=True).order_by("name"))),
+        "interfaces": host_interfaces(host),
         "pools": list(
             host.pools.filter(gone_since__isnull=True)
             .defer("xml")
             .annotate(volume_count=Count("volumes"))
             .order_by("name")
         ),
+        "saved": saved_states(user, host_id=host.pk),
     }
 
 

@@ -42,6 +42,7 @@ ADMIN_ACTIONS = frozenset(
         "console.end",
         "pool.manage",  # pools: define, build, start, stop, refresh, autostart, undefine
         "storage.manage",  # volumes: create, resize, clone/convert, wipe, delete, upload, download
+        "network.manage",  # networks: define, start, stop, autostart, undefine, edit the XML
     }
 )
 # Actions on a VM that administrators and the VM's owner may take.

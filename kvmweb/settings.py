@@ -160,6 +160,9 @@ CELERY_BEAT_SCHEDULE = {
     "stats-rollup-1m": {"task": "stats.downsample", "schedule": 60.0, "args": (60,), "options": {"expires": 60}},
     "stats-rollup-10m": {"task": "stats.downsample", "schedule": 600.0, "args": (600,), "options": {"expires": 600}},
     "stats-prune": {"task": "stats.prune", "schedule": 60.0, "options": {"expires": 60}},
+    # DHCP leases: libvirt has no lease event, so active networks' leases are read every 5 s and
+    # pushed to pages (network.leases) only when they changed (networks/dhcp.py).
+    "network-leases": {"task": "networks.refresh_leases_all", "schedule": 5.0, "options": {"expires": 5}},
 }
 
 # Channels: the pub/sub layer, one database above the broker. The default

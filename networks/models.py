@@ -22,3 +22,30 @@ class Network(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class NetworkLease(models.Model):
+    """A DHCP lease of a network as libvirt last reported it; the lease refresh keeps these fresh."""
+
+    class Type(models.TextChoices):
+        IPV4 = "ipv4", "IPv4"
+        IPV6 = "ipv6", "IPv6"
+
+    network = models.ForeignKey(Network, on_delete=models.CASCADE, related_name="leases")
+    mac = models.CharField(max_length=32)
+    ip = models.GenericIPAddressField()
+    prefix = models.PositiveSmallIntegerField(null=True, blank=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    client_id = models.CharField(max_length=255, blank=True)
+    expires = models.DateTimeField(null=True, blank=True)
+    type = models.CharField(max_length=4, choices=Type.choices, default=Type.IPV4)
+    seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["network", "type", "ip"]
+        constraints = [
+            models.UniqueConstraint(fields=["network", "mac", "ip"], name="one_lease_row_per_network_mac_ip"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ip} ({self.mac})"

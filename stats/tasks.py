@@ -24,6 +24,25 @@ def sample_host(host_id: int) -> int:
     return done.rows if done else 0
 
 
+@shared_task(name="networks.refresh_leases_all")
+def refresh_leases_all() -> int:
+    """Queue a DHCP lease read per connected host with an active network (libvirt has no lease event)."""
+    from networks.dhcp import LEASE_REFRESH_EVERY, hosts_with_leases
+
+    host_ids = hosts_with_leases()
+    for host_id in host_ids:
+        refresh_leases_host.apply_async(args=[host_id], expires=LEASE_REFRESH_EVERY)
+    return len(host_ids)
+
+
+@shared_task(name="networks.refresh_leases_host", ignore_result=True)
+def refresh_leases_host(host_id: int) -> int:
+    """One host's lease read; returns how many of its networks' lease lists changed (and were pushed)."""
+    from networks.dhcp import networks_refresh_leases
+
+    return networks_refresh_leases(host_id=host_id)
+
+
 @shared_task(name="stats.downsample")
 def downsample(resolution: int) -> int:
     return stats_downsample(resolution=resolution)

@@ -49,6 +49,9 @@ class VirtualMachine(models.Model):
     # Changes written to the persistent definition that take effect at the next boot, e.g.
     # {"vcpus": 4}; cleared when the VM is next seen shut off.
     pending = models.JSONField(default=dict, blank=True)
+    # Each NIC's current IP addresses as last read from libvirt (vms/nic_addresses.py), while it runs:
+    # [{"mac", "name", "source": "lease"|"agent", "addresses": [{"type", "address", "prefix"}]}].
+    addresses = models.JSONField(default=list, blank=True)
     # Bumped on every observed change, so clients can drop a message older than what they show.
     version = models.PositiveBigIntegerField(default=1)
     first_seen = models.DateTimeField(auto_now_add=True)

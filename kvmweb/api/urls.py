@@ -5,6 +5,8 @@ from consoles import api_shares as console_shares
 from hosts.api import views as hosts
 from kvmweb.api.auth import obtain_token
 from kvmweb.operations import api as operations
+from networks import api as networks
+from networks import api_dhcp as network_dhcp
 from stats.api import views as stats
 from storage import api as storage
 from storage import api_volumes as volumes
@@ -40,7 +42,22 @@ urlpatterns = [
     path("volumes/<int:volume_id>/download/", volumes.volume_download, name="api-volume-download"),
     path("volumes/uploads/<int:op_id>/cancel/", volumes.upload_cancel, name="api-upload-cancel"),
     path("pools/<int:pool_id>/upload/", volumes.pool_upload, name="api-pool-upload"),
+    path("networks/", networks.network_collection, name="api-networks"),
+    path("networks/<int:network_id>/", networks.network_item, name="api-network"),
+    path("networks/<int:network_id>/xml/", networks.network_xml, name="api-network-xml"),
+    path("networks/<int:network_id>/actions/<slug:action>/", networks.network_action, name="api-network-action"),
     path("pools/", storage.pool_collection, name="api-pools"),
     path("pools/<int:pool_id>/", storage.pool_item, name="api-pool"),
     path("pools/<int:pool_id>/actions/<slug:action>/", storage.pool_action, name="api-pool-action"),
+    path("networks/<int:network_id>/leases/", network_dhcp.lease_list, name="api-network-leases"),
+    path(
+        "networks/<int:network_id>/reservations/",
+        network_dhcp.reservation_collection,
+        name="api-network-reservations",
+    ),
+    path(
+        "networks/<int:network_id>/reservations/<str:mac>/",
+        network_dhcp.reservation_item,
+        name="api-network-reservation",
+    ),
 ]

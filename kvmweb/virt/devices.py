@@ -36,6 +36,7 @@ from kvmweb.virt.types import DomainSummary, _Serializable
 from kvmweb.virt.units import element_kib
 from kvmweb.virt.xml.checks import check_int, check_text, require
 from kvmweb.virt.xml.domain_edit import (
+    NicChange,
     boot_order_xml,
     cdrom_media_xml,
     check_boot_devices,
@@ -44,10 +45,11 @@ from kvmweb.virt.xml.domain_edit import (
     error_line,
     find_disk,
     find_interface,
+    interface_update_xml,
     prepare_edited_xml,
 )
 from kvmweb.virt.xml.domain_spec import MAX_MEMORY_MIB, MAX_VCPUS, DiskSpec, NicSpec
-from kvmweb.virt.xml.domain_xml import disk_element, interface_element
+from kvmweb.virt.xml.domain_xml import GUEST_AGENT_CHANNEL, disk_element, interface_element
 from kvmweb.virt.xml.safe import parse
 
 Domain = Any  # a libvirt.virDomain; it never leaves this module
@@ -333,6 +335,134 @@ def detach_nic(target: HostTarget, uuid: str, mac: str) -> Applied:
             note = f"The guest was asked to release the interface {mac}; it goes once the guest lets go of it."
             return Applied(live=True, config=in_config, note=note)
         return _applied(in_live, in_config)
+
+
+def update_nic(target: HostTarget, uuid: str, mac: str, change: NicChange) -> Applied:
+    """Change a NIC's link state, bandwidth or port group: on the running guest where libvirt can, and for good.
+
+    The running guest and the definition are updated separately (each from its own XML, as
+    ``virsh domif-setlink`` does). When libvirt cannot make the change on the running guest (a port
+    group move some network types refuse), it is kept for next boot and the note says so.
+    """
+    check_mac(mac)
+    require(isinstance(change, NicChange), "A NIC change must be a NicChange.")
+    with connect(target) as conn:
+        dom = lookup.domain(conn, uuid)
+        live, config = _scope(dom)
+        in_live = find_interface(parse(dom.XMLDesc(0)), mac) if live else None
+        in_config = find_interface(parse(dom.XMLDesc(_INACTIVE)), mac) if config else None
+        if in_live is None and in_config is None:
+            raise NotFound(f"The VM has no network interface with MAC address {mac}.")
+        refused: VirtError | None = None
+        if in_live is not None:
+            try:
+                with translated():
+                    dom.updateDeviceFlags(interface_update_xml(in_live, change), _LIVE)
+            except (HostUnreachable, OperationTimeout, AccessDenied):
+                raise
+            except VirtError as exc:
+                if in_config is None:
+                    raise
+                refused = exc
+        if in_config is not None:
+            dom.updateDeviceFlags(interface_update_xml(in_config, change), _CONFIG)
+        if refused is not None:
+            note = f"libvirt could not change it on the running guest ({refused.message}): applied at next boot."
+            return Applied(live=False, config=True, note=note)
+        if in_live is not None:
+            return _now(in_config is not None)
+        if live:  # a NIC added for next boot only: the running guest does not have it yet
+            return Applied(
+                live=False, config=True, note="The running guest does not have this NIC yet: saved for its next boot."
+            )
+        return _applied(False, True)
+
+
+@dataclass(frozen=True, slots=True)
+class IpAddress(_Serializable):
+    type: str  # ipv4 or ipv6
+    address: str
+    prefix: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NicAddresses(_Serializable):
+    """The addresses one NIC (by MAC) has now, and who said so: ``lease`` (libvirt's DHCP) or ``agent``."""
+
+    mac: str
+    name: str  # the guest's name for it (eth0) from the agent, the host's tap (vnet0) from a lease
+    source: str
+    addresses: tuple[IpAddress, ...]
+
+
+_ADDRESS_SOURCES = (
+    ("agent", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT),
+    ("lease", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE),
+)
+
+
+def get_interface_addresses(target: HostTarget, uuids: Sequence[str]) -> dict[str, tuple[NicAddresses, ...]]:
+    """The IP addresses of each running VM's NICs, by VM UUID (one connection for all of them).
+
+    The guest agent is asked only when the running definition says it is connected (it knows
+    static and IPv6 addresses too); otherwise, and for NICs it does not report, libvirt's DHCP
+    leases answer. Only the VM's own NICs count (not the guest's loopback). A VM that is gone or
+    not running is left out; one whose agent or leases cannot be read has no entry for them.
+    """
+    found: dict[str, tuple[NicAddresses, ...]] = {}
+    with connect(target) as conn:
+        for uuid in uuids:
+            try:
+                with translated():
+                    dom = lookup.domain(conn, uuid)
+                    if not dom.isActive():
+                        continue
+                    root = parse(dom.XMLDesc(0))
+            except (HostUnreachable, OperationTimeout):
+                raise
+            except VirtError:
+                continue  # gone since the caller listed it
+            found[lookup.canonical_uuid(uuid, "virtual machine")] = _domain_addresses(dom, root)
+    return found
+
+
+def _domain_addresses(dom: Domain, root: ET.Element) -> tuple[NicAddresses, ...]:
+    macs = [
+        mac.lower()
+        for mac in (_attr_of(nic.find("mac"), "address") for nic in root.findall("devices/interface"))
+        if mac
+    ]
+    agent = any(
+        channel.get("name") == GUEST_AGENT_CHANNEL and channel.get("state") == "connected"
+        for channel in root.findall("devices/channel/target")
+    )
+    by_mac: dict[str, NicAddresses] = {}
+    for source, flag in _ADDRESS_SOURCES:
+        if source == "agent" and not agent:
+            continue
+        try:
+            with translated():
+                reported = dom.interfaceAddresses(flag, 0) or {}
+        except (HostUnreachable, OperationTimeout):
+            raise
+        except VirtError:
+            continue  # no agent after all, or no leases to read: the other source may answer
+        for name, entry in sorted(reported.items()):
+            mac = str((entry or {}).get("hwaddr") or "").lower()
+            addresses = tuple(_ip(item) for item in (entry or {}).get("addrs") or ())
+            if mac in macs and mac not in by_mac and addresses:
+                by_mac[mac] = NicAddresses(mac=mac, name=str(name), source=source, addresses=addresses)
+    return tuple(by_mac[mac] for mac in macs if mac in by_mac)
+
+
+def _ip(item: dict[str, Any]) -> IpAddress:
+    kind = "ipv6" if item.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV6 else "ipv4"
+    prefix = item.get("prefix")
+    return IpAddress(type=kind, address=str(item.get("addr") or ""), prefix=int(prefix) if prefix is not None else None)
+
+
+def _attr_of(element: ET.Element | None, name: str) -> str | None:
+    return None if element is None else element.get(name)
 
 
 # -- the definition ------------------------------------------------------------------------------

@@ -86,14 +86,18 @@ def get_domain_record(target: HostTarget, uuid: str) -> DomainRecord:
 def get_network_record(target: HostTarget, uuid: str) -> NetworkRecord:
     """One network, as get_inventory reports it (5 calls)."""
     with connect(target) as conn:
-        net = lookup.network(conn, uuid)
-        return _network_record(
-            net,
-            net.XMLDesc(0),
-            active=bool(net.isActive()),
-            persistent=bool(net.isPersistent()),
-            autostart=bool(net.autostart()),
-        )
+        return network_record_now(lookup.network(conn, uuid))
+
+
+def network_record_now(net: LibvirtObject) -> NetworkRecord:
+    """A network object's record, read now (4 calls); for kvmweb.virt.networks too."""
+    return _network_record(
+        net,
+        net.XMLDesc(0),
+        active=bool(net.isActive()),
+        persistent=bool(net.isPersistent()),
+        autostart=bool(net.autostart()),
+    )
 
 
 def get_pool_record(target: HostTarget, uuid: str) -> PoolRecord:

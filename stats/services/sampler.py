@@ -17,6 +17,7 @@ from stats import store
 from stats.models import StatSample
 from stats.objects import SAMPLE_EVERY, StatObject, bucket_start
 from stats.rates import NS_PER_S, HostCounters, VmCounters, host_cpu_pct, vm_rates
+from vms.nic_addresses import addresses_sample_host
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,10 @@ def stats_sample_host(*, host_id: int) -> SampleRound | None:
         reading = read_host(host.virt_target())
         if reading is None:
             return None
-        return stats_record(host_id=host_id, reading=reading)
+        done = stats_record(host_id=host_id, reading=reading)
+        # The running VMs' NIC addresses ride along, at their own slower pace (vms/nic_addresses.py).
+        addresses_sample_host(host=host, running=[d.uuid for d in reading.domains])
+        return done
 
 
 def read_host(target: virt.HostTarget) -> Reading | None:

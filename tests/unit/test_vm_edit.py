@@ -7,6 +7,7 @@ so attaching a disk there fails, which is how the all-or-nothing cleanup of a ne
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -138,7 +139,7 @@ BAD = [
     ("change-media", {"target": "sda", "volume": "999999"}, "volume"),
     ("change-media", {"target": "sda"}, "target"),  # already empty
     ("attach-nic", {"network": "nope"}, "network"),
-    ("attach-nic", {"network": "default", "model": "rtl8139"}, "model"),
+    ("attach-nic", {"network": "default", "model": "ne2k_pci"}, "model"),
     ("detach-nic", {"mac": "52:54:00:00:00:99"}, "mac"),
     ("set-boot-order", {"order": "floppy"}, "order"),
     ("set-boot-order", {"order": ["hd", "hd"]}, "order"),
@@ -239,7 +240,7 @@ def test_hardware_actions_stay_out_of_the_power_bar(domain) -> None:  # type: ig
     hardware = {name for name, spec in ACTIONS.items() if spec.group == "hardware"}
     assert hardware == {
         "set-resources", "attach-disk", "detach-disk", "resize-disk", "change-media",
-        "attach-nic", "detach-nic", "set-boot-order", "rename", "describe",
+        "attach-nic", "update-nic", "detach-nic", "set-boot-order", "rename", "describe",
     }  # fmt: skip
 
 
@@ -395,7 +396,12 @@ def test_api_owner_queues_an_edit_and_gets_the_clean_params(queued, domain, alic
     )
     assert response.status_code == 202, response.content
     op = Operation.objects.get()
-    assert (op.kind, op.params) == ("vm.attach-nic", {"network": "default", "model": "e1000"})
+    mac = op.params["mac"]  # a new one, unique on the host
+    assert re.fullmatch(r"52:54:00(:[0-9a-f]{2}){3}", mac)
+    assert (op.kind, op.params) == (
+        "vm.attach-nic",
+        {"network": "default", "portgroup": None, "model": "e1000", "mac": mac, "link": "up", "bandwidth": None},
+    )
 
 
 def test_api_bad_input_is_400_with_field_details(queued, domain, alice):  # type: ignore[no-untyped-def]

@@ -1,8 +1,9 @@
 """Checks for the hardware editor's actions: untrusted parameters in, clean parameters out.
 
 Each `check_*` runs before anything reaches libvirt, from what the database knows (the VM's last
-XML, the host's pools, volumes and networks). A refusal is `Invalid` with a plain sentence and a
-message per field; what passes is plain JSON the worker's handler (vms/edit/handlers.py) carries out.
+XML, the host's pools and volumes). A refusal is `Invalid` with a plain sentence and a message per
+field; what passes is plain JSON the worker's handler (vms/edit/handlers.py) carries out. The NIC
+actions have their own checks, in vms/edit/nics.py.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ from kvmweb import virt
 from kvmweb.errors import Invalid
 from kvmweb.virt.xml import DomainDevices, domain_devices
 from kvmweb.virt.xml.domain_spec import MAX_MEMORY_MIB, MAX_VCPUS
-from networks.models import Network
 from storage.models import StoragePool, Volume
-from vms.create import MIN_MEMORY_MIB, NAME, NAME_RULE, NIC_MODELS
+from vms.create import MIN_MEMORY_MIB, NAME, NAME_RULE
 from vms.models import VirtualMachine
 
 MIB = 1024 * 1024
 MAX_DISK_MIB = 64 * 1024 * 1024  # 64 TiB, as for new VMs
 MAX_DISKS = 16
-MAX_NICS = 8
 MAX_TITLE = 256
 MAX_DESCRIPTION = 4096
 MAX_TAGS = 16
@@ -170,36 +169,6 @@ def check_change_media(vm: VirtualMachine, given: dict[str, Any]) -> dict[str, A
         message = f"Choose an ISO image from a pool on {vm.host.name}."
         raise Invalid(message, details={"volume": message})
     return {"target": disk.target_dev, "path": volume.path, "volume": volume.name}
-
-
-def check_attach_nic(vm: VirtualMachine, given: dict[str, Any]) -> dict[str, Any]:
-    _only(given, ("network", "model"))
-    if len(_devices(vm).nics) >= MAX_NICS:
-        raise Invalid(f"{vm.name} has {MAX_NICS} network interfaces, the most kvmweb gives a VM.")
-    errors: dict[str, str] = {}
-    network = _network(vm, given.get("network"))
-    model = str(given.get("model") or "virtio")
-    if network is None:
-        errors["network"] = f"Choose a network on {vm.host.name}."
-    elif not network.active and vm.state != VirtualMachine.State.SHUTOFF:
-        errors["network"] = (
-            f"Network {network.name} is not active; start it first, or add the NIC while {vm.name} is shut off."
-        )
-    if model not in NIC_MODELS:
-        errors["model"] = f"The NIC model is one of {', '.join(NIC_MODELS)}."
-    _raise(errors)
-    assert network is not None
-    return {"network": network.name, "model": model}
-
-
-def check_detach_nic(vm: VirtualMachine, given: dict[str, Any]) -> dict[str, Any]:
-    _only(given, ("mac",))
-    mac = str(given.get("mac") or "").strip().lower()
-    known = {(nic.mac or "").lower() for nic in _devices(vm).nics if nic.mac}
-    if mac not in known:
-        message = f"{vm.name} has no network interface with MAC address {mac or '(none given)'}."
-        raise Invalid(message, details={"mac": message})
-    return {"mac": mac}
 
 
 def check_set_boot_order(vm: VirtualMachine, given: dict[str, Any]) -> dict[str, Any]:
@@ -453,15 +422,13 @@ def _existing_volume(vm: VirtualMachine, devices: DomainDevices, raw: Any) -> di
     if volume.path in used_paths(vm):
         message = f"{volume.name} is already a disk of a VM on {vm.host.name}; two VMs writing one image corrupt it."
         raise Invalid(message, details={"volume": message})
-    return {"path": volume.path, "format": volume.format, "volume": volume.name, "pool": volume.pool.name}
-
-
-def _network(vm: VirtualMachine, raw: Any) -> Network | None:
-    networks = Network.objects.filter(host_id=vm.host_id, gone_since__isnull=True)
-    if raw in (None, ""):
-        return None
-    if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit()):
-        found = networks.filter(pk=int(raw)).first()
-        if found is not None:
-            return found
-    return networks.filter(name=str(raw)).first()
+    found = {"path": volume.path, "format": volume.format, "volume": volume.name, "pool": volume.pool.name}
+    if volume.encryption:
+        if volume.encryption != "luks" or volume.format != "qcow2" or not volume.secret_uuid:
+            message = (
+                f"{volume.name} is encrypted, but not as a LUKS qcow2 with a known secret; kvmweb cannot attach it."
+            )
+            raise Invalid(message, details={"volume": message})
+        # The disk names the volume's secret, so the host can open the image (the passphrase stays there).
+        found["secret"] = volume.secret_uuid
+    return found

@@ -23,11 +23,12 @@ from kvmweb.operations.services import Progress
 from kvmweb.virt import devices, volumes
 from kvmweb.virt.devices import Applied
 from kvmweb.virt.xml import DiskSpec, NicSpec, VolumeSpec, domain_devices
+from kvmweb.virt.xml.domain_edit import NicChange
 from storage.models import StoragePool
 from storage.services import pool_apply_volumes
-from vms import messages
+from vms import messages, nic_addresses
 from vms.actions import ActionSpec, action_register
-from vms.edit import checks
+from vms.edit import checks, nics
 from vms.handlers import vm_for_operation, vm_refresh
 from vms.models import VirtualMachine
 
@@ -128,7 +129,13 @@ def _attach_disk(op: Operation, progress: Progress) -> dict[str, Any]:
         path = volumes.create_volume(target, params["pool"], spec).path or ""
     else:
         path = str(params["path"])
-    disk = DiskSpec(source_file=path, format=params["format"], target_dev=dev, bus=params["bus"])
+    disk = DiskSpec(
+        source_file=path,
+        format=params["format"],
+        target_dev=dev,
+        bus=params["bus"],
+        encryption_secret=params.get("secret"),
+    )
     progress(50, f"Attaching {path} to {vm.name} as {dev}")
     try:
         applied = devices.attach_disk(target, uuid, disk)
@@ -192,11 +199,46 @@ def _change_media(op: Operation, progress: Progress) -> dict[str, Any]:
 
 def _attach_nic(op: Operation, progress: Progress) -> dict[str, Any]:
     vm, host = vm_for_operation(op)
-    network, model = str(op.params["network"]), op.params["model"]  # checked: virtio or e1000
-    progress(30, f"Adding a {model} NIC on network {network} to {vm.name}")
-    applied = devices.attach_nic(host.virt_target(), str(vm.uuid), NicSpec(network=network, model=model))
-    _settle(host, vm, device=f"add NIC on {network}", applied=applied)
-    return {"network": network, "model": model, **_applied(applied)}
+    params = op.params  # checked by nics.check_attach_nic
+    network, portgroup, mac = str(params["network"]), params.get("portgroup"), str(params["mac"])
+    nic = NicSpec(
+        network=network,
+        portgroup=portgroup,
+        mac=mac,
+        model=params["model"],
+        link=params.get("link", "up"),
+        bandwidth=nics.bandwidth_spec(params.get("bandwidth")),
+    )
+    where = f"{network}, port group {portgroup}" if portgroup else network
+    progress(30, f"Adding a {nic.model} NIC {mac} on {where} to {vm.name}")
+    applied = devices.attach_nic(host.virt_target(), str(vm.uuid), nic)
+    _settle(host, vm, device=f"add NIC {mac} on {network}", applied=applied)
+    nic_addresses.addresses_refresh_vm(vm=vm)
+    return {
+        "network": network,
+        "portgroup": portgroup,
+        "model": nic.model,
+        "mac": mac,
+        "link": nic.link,
+        "bandwidth": params.get("bandwidth"),
+        **_applied(applied),
+    }
+
+
+def _update_nic(op: Operation, progress: Progress) -> dict[str, Any]:
+    vm, host = vm_for_operation(op)
+    params = op.params  # checked by nics.check_update_nic
+    mac = str(params["mac"])
+    change = NicChange(
+        link=params.get("link"),
+        bandwidth=nics.bandwidth_spec(params.get("bandwidth")),
+        portgroup=params.get("portgroup"),
+    )
+    what = ", ".join(key for key in ("link", "bandwidth", "portgroup") if key in params)
+    progress(30, f"Changing the {what} of NIC {mac} of {vm.name}")
+    applied = devices.update_nic(host.virt_target(), str(vm.uuid), mac, change)
+    _settle(host, vm, device=f"change NIC {mac}", applied=applied)
+    return {**params, **_applied(applied)}
 
 
 def _detach_nic(op: Operation, progress: Progress) -> dict[str, Any]:
@@ -205,6 +247,7 @@ def _detach_nic(op: Operation, progress: Progress) -> dict[str, Any]:
     progress(30, f"Removing the NIC {mac} from {vm.name}")
     applied = devices.detach_nic(host.virt_target(), str(vm.uuid), mac)
     _settle(host, vm, device=f"remove NIC {mac}", applied=applied)
+    nic_addresses.addresses_refresh_vm(vm=vm)
     return {"mac": mac, **_applied(applied)}
 
 
@@ -292,13 +335,19 @@ SPECS: tuple[tuple[ActionSpec, Handler, str], ...] = (
     ),
     (
         ActionSpec("attach-nic", "Add NIC", "network", "add a network interface", EDITABLE,
-                   params=("network", "model"), hints={S.SHUTDOWN: _BUSY_HINT}, group="hardware",
-                   check=checks.check_attach_nic),
+                   params=("network", "portgroup", "model", "mac", "link", "bandwidth"),
+                   hints={S.SHUTDOWN: _BUSY_HINT}, group="hardware", check=nics.check_attach_nic),
         _attach_nic, "Add NIC",
     ),
     (
+        ActionSpec("update-nic", "Change NIC", "adjustments", "change a network interface", EDITABLE,
+                   params=("mac", "link", "bandwidth", "portgroup"), hints={S.SHUTDOWN: _BUSY_HINT},
+                   group="hardware", check=nics.check_update_nic),
+        _update_nic, "Change NIC",
+    ),
+    (
         ActionSpec("detach-nic", "Remove NIC", "network-off", "remove a network interface", EDITABLE, danger=True,
-                   params=("mac",), hints={S.SHUTDOWN: _BUSY_HINT}, group="hardware", check=checks.check_detach_nic),
+                   params=("mac",), hints={S.SHUTDOWN: _BUSY_HINT}, group="hardware", check=nics.check_detach_nic),
         _detach_nic, "Remove NIC",
     ),
     (

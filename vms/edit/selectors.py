@@ -12,6 +12,7 @@ from networks.models import Network
 from storage.models import StoragePool, Volume
 from vms.actions import ACTIONS, action_refusal
 from vms.edit import checks
+from vms.edit.nics import NicTab, nic_tab
 from vms.models import VirtualMachine
 
 BOOT_LABELS = {"hd": "Hard disk", "cdrom": "CD-ROM", "network": "Network (PXE)", "fd": "Floppy"}
@@ -58,6 +59,7 @@ class Hardware:
     memory_mib: int
     max_memory_mib: int
     tags_text: str
+    nic_tab: NicTab  # the NICs tab (vms/edit/nics.py)
 
     @property
     def has_cdrom(self) -> bool:
@@ -88,6 +90,7 @@ def vm_hardware(vm: VirtualMachine) -> Hardware:
         refusal["set_boot_order"] = (
             f"Cannot set the boot order: {vm.name} is transient (it has no definition to keep it in)."
         )
+    networks = list(Network.objects.filter(host_id=vm.host_id, gone_since__isnull=True).order_by("name"))
     return Hardware(
         readable=devices is not None,
         disks=disks,
@@ -104,10 +107,11 @@ def vm_hardware(vm: VirtualMachine) -> Hardware:
             for volume in active
             if not checks.is_iso(volume) and volume.format in checks.DISK_FORMATS and volume.path not in used
         ],
-        networks=list(Network.objects.filter(host_id=vm.host_id, gone_since__isnull=True).order_by("name")),
+        networks=networks,
         refusal=refusal,
         pending=dict(vm.pending or {}),
         memory_mib=vm.memory_kib // 1024,
         max_memory_mib=vm.max_memory_kib // 1024,
         tags_text=", ".join(str(tag) for tag in vm.tags or []),
+        nic_tab=nic_tab(vm, devices, networks),
     )

@@ -17,7 +17,13 @@ from xml.parsers import expat
 from kvmweb.virt.errors import InvalidArgument, UnsafeXML
 from kvmweb.virt.types import _Serializable
 from kvmweb.virt.xml.checks import check_absolute_path, check_choice, check_pattern, require
-from kvmweb.virt.xml.domain_spec import _NAME  # the rule DomainSpec applies to names
+from kvmweb.virt.xml.domain_spec import (
+    _NAME,  # the rule DomainSpec applies to names
+    _OBJECT_NAME,
+    BandwidthLimit,
+    LinkState,
+    NicBandwidth,
+)
 from kvmweb.virt.xml.safe import parse
 
 BOOT_DEVICES = ("hd", "cdrom", "network", "fd")
@@ -56,6 +62,8 @@ class NicInfo(_Serializable):
     model: str | None
     portgroup: str | None
     link_state: str
+    bandwidth: NicBandwidth | None = None  # None: no <bandwidth> (or nothing readable in it)
+    target_dev: str | None = None  # the host's tap device while the VM runs (vnet0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +113,30 @@ def _nic_info(nic: ET.Element) -> NicInfo:
         model=_attr(nic.find("model"), "type"),
         portgroup=_attr(source, "portgroup"),
         link_state=_attr(nic.find("link"), "state") or "up",
+        bandwidth=_bandwidth_info(nic.find("bandwidth")),
+        target_dev=_attr(nic.find("target"), "dev"),
     )
+
+
+def _bandwidth_info(element: ET.Element | None) -> NicBandwidth | None:
+    if element is None:
+        return None
+    limits = {}
+    for direction in ("inbound", "outbound"):
+        found = element.find(direction)
+        average = _number(found, "average")
+        if found is not None and average is not None and average > 0:
+            limits[direction] = BandwidthLimit(average, _number(found, "peak"), _number(found, "burst"))
+    try:
+        bandwidth = NicBandwidth(inbound=limits.get("inbound"), outbound=limits.get("outbound"))
+    except InvalidArgument:  # numbers kvmweb would refuse (set outside it): show none rather than fail
+        return None
+    return None if bandwidth.empty else bandwidth
+
+
+def _number(element: ET.Element | None, name: str) -> int | None:
+    value = _attr(element, name)
+    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
 
 
 def _boot_order(root: ET.Element) -> tuple[str, ...]:
@@ -168,6 +199,73 @@ def check_mac(mac: str) -> None:
 
 
 # -- editing devices -----------------------------------------------------------------------------
+
+
+def bandwidth_element(bandwidth: NicBandwidth) -> ET.Element:
+    """``<bandwidth>`` with an ``<inbound>`` and/or ``<outbound>``; empty when ``bandwidth`` has no limits."""
+    element = ET.Element("bandwidth")
+    for direction, limit in (("inbound", bandwidth.inbound), ("outbound", bandwidth.outbound)):
+        if limit is not None:
+            attributes = {"average": str(limit.average)}
+            if limit.peak is not None:
+                attributes["peak"] = str(limit.peak)
+            if limit.burst is not None:
+                attributes["burst"] = str(limit.burst)
+            ET.SubElement(element, direction, attributes)
+    return element
+
+
+@dataclass(frozen=True, slots=True)
+class NicChange:
+    """What ``interface_update_xml`` changes on one NIC; None leaves that part as it is.
+
+    ``bandwidth`` with no limits removes them; ``portgroup`` "" goes back to the network's default.
+    """
+
+    link: LinkState | None = None
+    bandwidth: NicBandwidth | None = None
+    portgroup: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.link is not None:
+            check_choice("Link state", self.link, ("up", "down"))
+        require(self.bandwidth is None or isinstance(self.bandwidth, NicBandwidth), "Bandwidth must be a NicBandwidth.")
+        if self.portgroup:
+            check_pattern("Port group", self.portgroup, _OBJECT_NAME, "is not a valid name")
+        require(
+            (self.link, self.bandwidth, self.portgroup) != (None, None, None), "Say what to change on the interface."
+        )
+
+
+def interface_update_xml(nic: ET.Element, change: NicChange) -> str:
+    """The ``<interface>`` to hand to updateDevice: ``nic`` (from the live or the saved definition) changed.
+
+    Everything else (MAC, model, address, target) stays, since libvirt matches the device by them
+    and refuses an update that changes what cannot change.
+    """
+    require(nic.tag == "interface", f"Expected an <interface>, got <{nic.tag}>.")
+    changed = _copy(nic)
+    if change.link is not None:
+        link = changed.find("link")
+        if link is None:
+            link = ET.SubElement(changed, "link")
+        link.set("state", change.link)
+    if change.bandwidth is not None:
+        _remove_children(changed, ("bandwidth",))
+        if not change.bandwidth.empty:  # no <bandwidth> at all: libvirt clears the limits
+            _insert_after(changed, bandwidth_element(change.bandwidth), ("mac", "source", "model", "target"))
+    if change.portgroup is not None:
+        source = changed.find("source")
+        require(
+            changed.get("type") == "network" and source is not None and bool(source.get("network")),
+            "Only an interface on a libvirt network has port groups.",
+        )
+        assert source is not None
+        if change.portgroup:
+            source.set("portgroup", change.portgroup)
+        else:
+            source.attrib.pop("portgroup", None)
+    return ET.tostring(changed, encoding="unicode")
 
 
 def cdrom_media_xml(disk: ET.Element, source_path: str | None) -> str:

@@ -20,6 +20,7 @@ from kvmweb.virt.xml.checks import (
     check_text,
     require,
 )
+from kvmweb.virt.xml.volume_spec import check_secret_uuid
 
 DomainType = Literal["kvm", "qemu"]
 Firmware = Literal["bios", "uefi"]
@@ -27,7 +28,8 @@ BootDevice = Literal["cdrom", "hd", "network"]
 DiskDevice = Literal["disk", "cdrom"]
 DiskFormat = Literal["qcow2", "raw"]
 DiskBus = Literal["virtio", "sata", "scsi", "ide"]
-NicModel = Literal["virtio", "e1000"]
+NicModel = Literal["virtio", "e1000", "rtl8139"]
+LinkState = Literal["up", "down"]
 SharePolicy = Literal["allow-exclusive", "force-shared", "ignore"]
 
 ARCHES = ("x86_64", "i686", "aarch64", "ppc64le", "s390x", "riscv64")
@@ -54,12 +56,17 @@ class DiskSpec:
     target_dev: str = "vda"
     bus: DiskBus = "virtio"
     readonly: bool = False
+    # The UUID of the passphrase secret of a LUKS-encrypted qcow2 image (VolumeSpec.encryption_secret).
+    encryption_secret: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("Disk device", self.device, get_args(DiskDevice))
         check_choice("Disk format", self.format, get_args(DiskFormat))
         check_choice("Disk bus", self.bus, get_args(DiskBus))
         self._check_source()
+        if self.encryption_secret is not None:
+            require(self.device == "disk" and self.format == "qcow2", "Only a qcow2 disk is encrypted here (LUKS).")
+            check_secret_uuid("Encryption secret", self.encryption_secret)
         check_pattern(
             "Disk target",
             self.target_dev,
@@ -102,6 +109,51 @@ class DiskSpec:
         return self.source_file is not None or self.volume is not None
 
 
+# libvirt's units: kB/s for rates and KiB for bursts. The kernel's traffic control takes rates in
+# bytes per second as 32-bit numbers, hence the ceiling (about 34 Gbit/s).
+MAX_RATE_KBPS = 4_194_303
+MAX_BURST_KIB = 4_194_303
+
+
+@dataclass(frozen=True, slots=True)
+class BandwidthLimit:
+    """One direction of a NIC's traffic shaping: ``average`` and ``peak`` in kB/s, ``burst`` in KiB."""
+
+    average: int
+    peak: int | None = None
+    burst: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int("Average rate (kB/s)", self.average, 1, MAX_RATE_KBPS)
+        if self.peak is not None:
+            check_int("Peak rate (kB/s)", self.peak, 1, MAX_RATE_KBPS)
+            require(
+                self.peak >= self.average,
+                f"The peak rate ({self.peak} kB/s) is below the average rate ({self.average} kB/s).",
+            )
+        if self.burst is not None:
+            check_int("Burst (KiB)", self.burst, 1, MAX_BURST_KIB)
+
+
+@dataclass(frozen=True, slots=True)
+class NicBandwidth:
+    """A NIC's limits, seen from the guest's side of the host: ``inbound`` is what the guest receives.
+
+    Both None means no limits (an empty ``<bandwidth/>`` clears them on update).
+    """
+
+    inbound: BandwidthLimit | None = None
+    outbound: BandwidthLimit | None = None
+
+    def __post_init__(self) -> None:
+        for limit in (self.inbound, self.outbound):
+            require(limit is None or isinstance(limit, BandwidthLimit), "A bandwidth limit must be a BandwidthLimit.")
+
+    @property
+    def empty(self) -> bool:
+        return self.inbound is None and self.outbound is None
+
+
 @dataclass(frozen=True, slots=True)
 class NicSpec:
     network: str | None = None
@@ -109,6 +161,8 @@ class NicSpec:
     mac: str | None = None
     model: NicModel = "virtio"
     portgroup: str | None = None
+    link: LinkState = "up"
+    bandwidth: NicBandwidth | None = None
 
     def __post_init__(self) -> None:
         require(
@@ -132,6 +186,11 @@ class NicSpec:
                 int(self.mac[:2], 16) & 1 == 0,
                 f"MAC address {self.mac} is a multicast address; a NIC needs a unicast one.",
             )
+        check_choice("Link state", self.link, get_args(LinkState))
+        require(
+            self.bandwidth is None or isinstance(self.bandwidth, NicBandwidth),
+            "A NIC's bandwidth must be a NicBandwidth.",
+        )
 
 
 @dataclass(frozen=True, slots=True)

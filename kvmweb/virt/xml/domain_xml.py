@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from kvmweb.virt.xml.domain_edit import bandwidth_element
 from kvmweb.virt.xml.domain_spec import (
     DiskSpec,
     DomainSpec,
@@ -119,10 +120,15 @@ def _disk(disk: DiskSpec) -> ET.Element:
     source_type = "volume" if disk.volume is not None else "file"
     element = ET.Element("disk", type=source_type, device=disk.device)
     ET.SubElement(element, "driver", name="qemu", type=disk.format)
+    source = None
     if disk.source_file is not None:
-        ET.SubElement(element, "source", file=disk.source_file)
+        source = ET.SubElement(element, "source", file=disk.source_file)
     elif disk.pool is not None and disk.volume is not None:
-        ET.SubElement(element, "source", pool=disk.pool, volume=disk.volume)
+        source = ET.SubElement(element, "source", pool=disk.pool, volume=disk.volume)
+    if source is not None and disk.encryption_secret is not None:
+        # Inside <source> (libvirt >= 5.10), where it describes this image rather than the whole disk.
+        encryption = ET.SubElement(source, "encryption", format="luks")
+        ET.SubElement(encryption, "secret", type="passphrase", uuid=disk.encryption_secret)
     ET.SubElement(element, "target", dev=disk.target_dev, bus=disk.bus)
     if disk.readonly or disk.device == "cdrom":
         ET.SubElement(element, "readonly")
@@ -142,6 +148,10 @@ def _interface(nic: NicSpec) -> ET.Element:
     elif nic.bridge is not None:
         source.set("bridge", nic.bridge)
     ET.SubElement(element, "model", type=nic.model)
+    if nic.bandwidth is not None and not nic.bandwidth.empty:
+        element.append(bandwidth_element(nic.bandwidth))
+    if nic.link != "up":  # up is libvirt's default: written only when it differs
+        ET.SubElement(element, "link", state=nic.link)
     return element
 
 

@@ -252,7 +252,7 @@ def test_domain_devices_lists_disks_nics_and_boot_order() -> None:
             DiskInfo("sda", "cdrom", "sata", "/isos/debian.iso", None, None, "raw", True),
         ),
         nics=(
-            NicInfo("52:54:00:aa:bb:cc", "network", "default", "virtio", "web", "down"),
+            NicInfo("52:54:00:aa:bb:cc", "network", "default", "virtio", "web", "down", target_dev="web1-tap"),
             NicInfo("52:54:00:aa:bb:cd", "bridge", "br0", "e1000", None, "up"),
         ),
         boot=("hd",),
@@ -264,6 +264,8 @@ def test_domain_devices_lists_disks_nics_and_boot_order() -> None:
         "model": "e1000",
         "portgroup": None,
         "link_state": "up",
+        "bandwidth": None,
+        "target_dev": None,
     }
 
 
