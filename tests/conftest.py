@@ -4,8 +4,8 @@ import pytest
 
 from tests import db_flush
 
-# The real lab (libvirtd in its own network namespace, a tiny guest) for integration and end-to-end tests.
-pytest_plugins = ["tests.lab.fixtures"]
+# The real lab (libvirtd in its own network namespace, a tiny guest, its networks) for integration and e2e tests.
+pytest_plugins = ["tests.lab.fixtures", "tests.lab.network_fixtures"]
 
 
 def pytest_configure(config):  # type: ignore[no-untyped-def]

@@ -25,8 +25,6 @@ from tests.lab.network import (
 from tests.lab.virsh import virsh
 
 pytestmark = pytest.mark.integration
-# lab_net, lab_networks, net_guests, network_api
-pytest_plugins = ["tests.lab.network_fixtures"]
 
 
 def dhcp_hosts(lab: LabHost, name: str, *, inactive: bool = False) -> list[dict[str, str]]:

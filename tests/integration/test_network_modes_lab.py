@@ -31,7 +31,6 @@ from tests.lab.network import (
 )
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ["tests.lab.network_fixtures"]
 
 
 def started(api: NetworkApi, body: dict[str, Any]) -> Network:

@@ -27,7 +27,6 @@ from tests.lab.network import (
 from tests.lab.virsh import virsh
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ["tests.lab.network_fixtures"]
 
 
 def nat_body(name: str, subnet: ipaddress.IPv4Network, **extra: Any) -> dict[str, Any]:

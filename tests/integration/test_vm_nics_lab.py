@@ -39,8 +39,6 @@ from vms.models import VirtualMachine
 from vms.nic_addresses import addresses_refresh_vm
 
 pytestmark = pytest.mark.integration
-# lab_networks, net_guests
-pytest_plugins = ["tests.lab.network_fixtures"]
 
 
 def free_subnet(lab_host: LabHost) -> ipaddress.IPv4Network:

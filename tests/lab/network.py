@@ -48,9 +48,6 @@ from tests.lab.hosts import SCRIPTS, LabHost
 from tests.lab.virsh import virsh
 from tests.stack import wait_until
 
-# A test module that loads this module as a plugin gets the fixtures too (prefer loading
-# tests.lab.network_fixtures itself: this module is imported first, so pytest cannot rewrite its asserts).
-pytest_plugins = ["tests.lab.network_fixtures"]
 NET_SH = SCRIPTS / "net.sh"
 _NET_LINE = re.compile(
     r"KVMWEB-NET iface=(?P<iface>\S+) mac=(?P<mac>[0-9a-f:]+) "

@@ -1,5 +1,5 @@
-"""pytest fixtures of the network tests (issue 8); a test module loads them with
-``pytest_plugins = ["tests.lab.network_fixtures"]``. The helpers they use are in tests/lab/network.py.
+"""pytest fixtures of the network tests (issue 8), registered for every layer by tests/conftest.py.
+The helpers they use are in tests/lab/network.py.
 
 - ``lab_net``: the lab's networking (scripts/lab/net.sh up), a LabNet with its names and addresses.
 - ``net_guests``: makes tiny guests with NICs, removed afterwards.
