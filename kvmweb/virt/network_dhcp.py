@@ -22,7 +22,7 @@ from kvmweb.virt import lookup
 from kvmweb.virt.connection import connect
 from kvmweb.virt.errors import NotFound
 from kvmweb.virt.target import HostTarget
-from kvmweb.virt.xml.safe import parse
+from kvmweb.virt.xml.network_xml import network_info
 
 LibvirtNetwork = Any  # a libvirt.virNetwork; it never leaves this module
 
@@ -103,38 +103,16 @@ def _ip_key(ip: str) -> tuple[int, int]:
 
 def ipv4_dhcp(xml: str) -> Ipv4Dhcp | None:
     """The first IPv4 ``<ip>`` of a network's XML that has ``<dhcp>``, or None (no IPv4 DHCP)."""
-    root = parse(xml)
-    for ip in root.findall("ip"):
-        if (ip.get("family") or "ipv4") != "ipv4" or ip.find("dhcp") is None:
+    for ip in network_info(xml).ips:
+        if ip.family != "ipv4" or not ip.has_dhcp or not ip.address or ip.prefix is None:
             continue
-        prefix = _prefix(ip)
-        address = ip.get("address")
-        if address is None or prefix is None:
-            continue
-        dhcp = ip.find("dhcp")
-        assert dhcp is not None
-        ranges = tuple(DhcpRange(r.get("start", ""), r.get("end", "")) for r in dhcp.findall("range"))
-        hosts = tuple(
-            DhcpReservation(mac=(h.get("mac") or "").lower(), ip=h.get("ip") or "", name=h.get("name") or "")
-            for h in dhcp.findall("host")
+        return Ipv4Dhcp(
+            address=ip.address,
+            prefix=ip.prefix,
+            ranges=tuple(DhcpRange(start, end) for start, end in ip.dhcp_ranges),
+            reservations=tuple(DhcpReservation(mac=mac, ip=addr, name=name) for mac, addr, name in ip.dhcp_hosts),
         )
-        return Ipv4Dhcp(address=address, prefix=prefix, ranges=ranges, reservations=hosts)
     return None
-
-
-def _prefix(ip: ET.Element) -> int | None:
-    if ip.get("prefix"):
-        try:
-            return int(ip.get("prefix", ""))
-        except ValueError:
-            return None
-    netmask = ip.get("netmask")
-    if netmask:
-        try:
-            return ipaddress.IPv4Network(f"0.0.0.0/{netmask}").prefixlen
-        except ValueError:
-            return None
-    return 24  # libvirt's default for an IPv4 address without netmask or prefix (a class C)
 
 
 # Changing

@@ -154,18 +154,22 @@ def nic_addresses(guest: Guest) -> dict[str, NicAddress]:
 def wait_for_nic_address(guest: Guest, mac: str, timeout: float = LEASE_TIMEOUT) -> NicAddress:
     """Wait until the guest's NIC ``mac`` has a DHCP lease; return its address."""
     mac = mac.lower()
-    deadline = time.monotonic() + timeout
-    while True:
+    found: list[NicAddress] = []
+
+    def leased() -> bool:
         nic = nic_addresses(guest).get(mac)
-        if nic is not None and nic.interface is not None:
-            return nic
-        if time.monotonic() > deadline:
-            seen = f"its last report: {nic}" if nic is not None else "it printed nothing for that NIC"
-            raise LabError(
-                f"the NIC {mac} of {guest.name} got no DHCP lease within {timeout:g} s ({seen}); "
-                f"last serial lines:\n{guest.serial_tail()}"
-            )
-        time.sleep(0.2)
+        found[:] = [] if nic is None else [nic]
+        return nic is not None and nic.interface is not None
+
+    try:
+        wait_until(leased, timeout=timeout, what=f"a DHCP lease on the NIC {mac} of {guest.name}")
+    except TimeoutError:
+        seen = f"its last report: {found[0]}" if found else "it printed nothing for that NIC"
+        raise LabError(
+            f"the NIC {mac} of {guest.name} got no DHCP lease within {timeout:g} s ({seen}); "
+            f"last serial lines:\n{guest.serial_tail()}"
+        ) from None
+    return found[0]
 
 
 def nic_name(guest: Guest, mac: str) -> str:

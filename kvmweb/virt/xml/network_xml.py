@@ -94,6 +94,8 @@ class NetworkIp:
     prefix: int | None
     subnet: str | None  # e.g. 10.77.0.0/24; None when the XML's address/prefix do not parse
     dhcp_ranges: tuple[tuple[str, str], ...]
+    has_dhcp: bool = False  # a <dhcp> element, even one with only host entries
+    dhcp_hosts: tuple[tuple[str, str, str], ...] = ()  # (mac, ip, name) reservations
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,8 @@ def _read_ip(element: ET.Element) -> NetworkIp:
     family = element.get("family") or ("ipv6" if ":" in address else "ipv4")
     prefix = _int(element.get("prefix"))
     netmask = element.get("netmask")
+    if prefix is None and netmask is None and family == "ipv4":
+        prefix = 24  # libvirt's default for an IPv4 address without netmask or prefix (a class C)
     subnet = None
     try:
         interface = ipaddress.ip_interface(f"{address}/{prefix if prefix is not None else netmask}")
@@ -156,7 +160,18 @@ def _read_ip(element: ET.Element) -> NetworkIp:
     except ValueError:
         pass
     ranges = tuple((r.get("start", ""), r.get("end", "")) for r in element.findall("dhcp/range"))
-    return NetworkIp(family=family, address=address, prefix=prefix, subnet=subnet, dhcp_ranges=ranges)
+    hosts = tuple(
+        ((h.get("mac") or "").lower(), h.get("ip") or "", h.get("name") or "") for h in element.findall("dhcp/host")
+    )
+    return NetworkIp(
+        family=family,
+        address=address,
+        prefix=prefix,
+        subnet=subnet,
+        dhcp_ranges=ranges,
+        has_dhcp=element.find("dhcp") is not None,
+        dhcp_hosts=hosts,
+    )
 
 
 def _read_rate(element: ET.Element | None) -> Rate | None:
