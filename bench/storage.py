@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kvmweb.settings")
 os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
 
 import http.client  # noqa: E402  (the standard library module, now that bench/ is off the path)
 
@@ -60,6 +61,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
 from bench.measure import start_worker, wait_for  # noqa: E402
@@ -271,6 +273,7 @@ def main() -> None:
     if not 1 <= args.size_mib <= 8192:
         parser.error("--size-mib must be within 1..8192")
 
+    call_command("migrate", verbosity=0)  # a fresh bench database is usable at once
     work = Path(tempfile.mkdtemp(prefix="kvmweb-bench-storage-", dir=ROOT / "var"))
     source = random_file(work / "source.img", args.size_mib)
     admin, _ = get_user_model().objects.get_or_create(
