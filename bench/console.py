@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from typing import Any  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kvmweb.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
 
 import django  # noqa: E402
 
@@ -47,6 +48,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 
 from bench.measure import percentile, wait_for  # noqa: E402
 from consoles import tokens  # noqa: E402
@@ -353,6 +355,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the bench-console guest afterwards")
     args = parser.parse_args()
 
+    call_command("migrate", verbosity=0)  # a fresh bench database is usable at once
     host_info, _ = start_lab()
     guest = ensure_guest(host_info, GUEST, start=True, wait=True, timeout=120)
     User = get_user_model()

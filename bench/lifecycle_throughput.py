@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # bench/ holds http.py, which would shadow the standard library module: run from the project root instead.
 sys.path[0] = str(ROOT)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kvmweb.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
 os.environ.setdefault("DEBUG", "1")
 
 import django  # noqa: E402
@@ -32,6 +33,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
+    call_command("migrate", verbosity=0)  # a fresh bench database is usable at once
     node = Path(tempfile.mkdtemp(prefix="kvmweb-bench-", dir=ROOT / "var")) / "node.xml"
     uri = write_node(node, [Guest(f"{PREFIX}{i}", str(uuid.uuid4()), state="shutoff") for i in range(args.vms)])
     admin, _ = get_user_model().objects.get_or_create(
