@@ -9,6 +9,9 @@
 #     up0  the host's "physical NIC", enslaved to
 #     br0  the public bridge, 198.51.100.2/24, default route via 198.51.100.1
 #          (so NAT networks reach "upstream"; ip_forward is on in kvmweb-lab only)
+#     up1  a second "physical NIC" on the upstream LAN, for macvtap networks: a veth
+#          whose peer up1p is a port of br0 (up0 itself cannot carry macvtap: a
+#          bridge port refuses it with EBUSY). Its guests sit on the upstream LAN.
 #     ovsbr0  an Open vSwitch bridge on the userspace datapath
 #          (datapath_type=netdev: this kernel has no openvswitch module), served by
 #          ovsdb-server and ovs-vswitchd started here with their default paths,
@@ -28,6 +31,8 @@ NET_UP_NETNS="kvmweb-up"
 NET_UPLINK="up0"       # in kvmweb-lab: plays the host's physical NIC
 NET_UPLINK_PEER="lan0" # in kvmweb-up
 NET_BRIDGE="br0"
+NET_MACVTAP_NIC="up1"       # in kvmweb-lab: the lower device of macvtap networks
+NET_MACVTAP_NIC_PEER="up1p" # in kvmweb-lab: its link to the LAN, a port of br0
 NET_OVS_BRIDGE="ovsbr0"
 NET_UPSTREAM_PREFIX="198.51.100" # TEST-NET-2: exists nowhere else
 NET_UPSTREAM_IP="$NET_UPSTREAM_PREFIX.1"
@@ -76,6 +81,21 @@ net_upstream_up() {
   ip -n "$NET_LAB_NETNS" route replace default via "$NET_UPSTREAM_IP" dev "$NET_BRIDGE"
   # NAT and routed networks forward through the lab host (libvirt turns it on too).
   net_in_lab sysctl -q -w net.ipv4.ip_forward=1
+}
+
+net_macvtap_nic_up() {
+  if ! ip -n "$NET_LAB_NETNS" link show "$NET_MACVTAP_NIC" >/dev/null 2>&1 ||
+    ! ip -n "$NET_LAB_NETNS" link show "$NET_MACVTAP_NIC_PEER" >/dev/null 2>&1; then
+    ip -n "$NET_LAB_NETNS" link del "$NET_MACVTAP_NIC" 2>/dev/null || true
+    ip -n "$NET_LAB_NETNS" link del "$NET_MACVTAP_NIC_PEER" 2>/dev/null || true
+    lab_log "creating veth $NET_MACVTAP_NIC <-> $NET_MACVTAP_NIC_PEER (port of $NET_BRIDGE) in netns $NET_LAB_NETNS"
+    ip -n "$NET_LAB_NETNS" link add "$NET_MACVTAP_NIC" type veth peer name "$NET_MACVTAP_NIC_PEER"
+  fi
+  # A bridge takes its lowest port MAC: pin br0 to up0's, so the upstream's ARP entry stays right.
+  ip -n "$NET_LAB_NETNS" link set "$NET_BRIDGE" address "$(net_in_lab cat "/sys/class/net/$NET_UPLINK/address")"
+  ip -n "$NET_LAB_NETNS" link set "$NET_MACVTAP_NIC_PEER" master "$NET_BRIDGE"
+  ip -n "$NET_LAB_NETNS" link set "$NET_MACVTAP_NIC_PEER" up
+  ip -n "$NET_LAB_NETNS" link set "$NET_MACVTAP_NIC" up
 }
 
 net_dnsmasq_up() {
@@ -148,11 +168,13 @@ net_ovs_up() {
 
 lab_net_up() {
   lab_require_root
-  lab_apt_ensure dnsmasq-base openvswitch-switch
+  # iputils-ping: the tests ping guests from the upstream namespace (routed networks).
+  lab_apt_ensure dnsmasq-base openvswitch-switch iputils-ping
   net_upstream_up
+  net_macvtap_nic_up
   net_dnsmasq_up
   net_ovs_up
-  lab_log "lab networks ready: $NET_BRIDGE over $NET_UPLINK (upstream $NET_UPSTREAM_IP in netns $NET_UP_NETNS), OVS bridge $NET_OVS_BRIDGE"
+  lab_log "lab networks ready: $NET_BRIDGE over $NET_UPLINK, macvtap NIC $NET_MACVTAP_NIC (upstream $NET_UPSTREAM_IP in netns $NET_UP_NETNS), OVS bridge $NET_OVS_BRIDGE"
 }
 
 # Stop a daemon from its pidfile, only when it runs in netns $3.
@@ -179,6 +201,7 @@ lab_net_down() {
   if lab_netns_exists "$NET_LAB_NETNS"; then
     ip -n "$NET_LAB_NETNS" link del "$NET_OVS_BRIDGE" 2>/dev/null || true
     ip -n "$NET_LAB_NETNS" link del ovs-netdev 2>/dev/null || true
+    ip -n "$NET_LAB_NETNS" link del "$NET_MACVTAP_NIC" 2>/dev/null || true
     ip -n "$NET_LAB_NETNS" link del "$NET_BRIDGE" 2>/dev/null || true
     ip -n "$NET_LAB_NETNS" link del "$NET_UPLINK" 2>/dev/null || true
   fi
@@ -197,6 +220,10 @@ lab_net_status() {
   fi
   if ip -n "$NET_LAB_NETNS" -br addr show "$NET_BRIDGE" 2>/dev/null; then :; else
     echo "$NET_BRIDGE: absent"
+    rc=3
+  fi
+  if ip -n "$NET_LAB_NETNS" -br link show "$NET_MACVTAP_NIC" 2>/dev/null; then :; else
+    echo "$NET_MACVTAP_NIC: absent"
     rc=3
   fi
   for name in dnsmasq ovsdb-server ovs-vswitchd; do
@@ -219,8 +246,8 @@ lab_net_status() {
 }
 
 lab_net_describe() {
-  printf '{"lab_netns": "%s", "upstream_netns": "%s", "uplink": "%s", "bridge": "%s", "ovs_bridge": "%s", ' \
-    "$NET_LAB_NETNS" "$NET_UP_NETNS" "$NET_UPLINK" "$NET_BRIDGE" "$NET_OVS_BRIDGE"
+  printf '{"lab_netns": "%s", "upstream_netns": "%s", "uplink": "%s", "bridge": "%s", "macvtap_nic": "%s", "ovs_bridge": "%s", ' \
+    "$NET_LAB_NETNS" "$NET_UP_NETNS" "$NET_UPLINK" "$NET_BRIDGE" "$NET_MACVTAP_NIC" "$NET_OVS_BRIDGE"
   printf '"upstream_ip": "%s", "host_ip": "%s", "prefix": 24, "upstream_dhcp": ["%s", "%s"], "upstream_leases": "%s"}\n' \
     "$NET_UPSTREAM_IP" "$NET_HOST_IP" "$NET_UPSTREAM_DHCP_START" "$NET_UPSTREAM_DHCP_END" "$NET_DNSMASQ_LEASES"
 }

@@ -26,6 +26,8 @@ from tests.lab.network import (
     unique_network_name,
     unreachable,
     upstream_leases,
+    upstream_pings,
+    upstream_route,
     wait_for_nic_address,
     wait_until_reachable,
 )
@@ -102,6 +104,43 @@ def test_public_bridge_guest_gets_its_address_from_the_upstream_dhcp_server(
     assert upstream_leases(lab_net).get(mac) == nic.ip
     # libvirt runs no DHCP server for a bridged network: kvmweb shows no lease there.
     assert network_api.leases(network) == []
+    guest.wait_for_agent(60)
+    wait_until_reachable(guest, lab_net.upstream_ip)
+
+
+def test_routed_guest_gets_a_lease_from_libvirt_and_upstream_reaches_its_own_address(
+    network_api: NetworkApi, net_guests: NetGuestFactory, lab_net: LabNet
+) -> None:
+    name = unique_network_name("rt")
+    subnet = network_api.free_subnet()
+    body = own_bridge_body(name, "route", subnet)
+    network = started(network_api, body)
+    mac = random_mac()
+    guest = net_guests("rt", NicSpec(network=name, mac=mac))
+
+    nic = wait_for_nic_address(guest, mac)
+    assert in_range(nic.ip, body["ipv4"]["dhcp"]["start"], body["ipv4"]["dhcp"]["end"]), nic
+    assert nic.router == body["ipv4"]["address"]
+    assert nic.ip is not None and network_api.wait_for_lease(network, mac)["ip"] == nic.ip
+    # No address translation: the upstream router reaches the guest's own address once it routes
+    # the subnet to the lab host (a NAT network's firewall would refuse these new connections).
+    with upstream_route(lab_net, subnet):
+        upstream_pings(lab_net, nic.ip)
+
+
+def test_macvtap_guest_gets_its_address_from_the_upstream_dhcp_server(
+    network_api: NetworkApi, net_guests: NetGuestFactory, lab_net: LabNet
+) -> None:
+    name = unique_network_name("mvt")
+    network = started(network_api, {"name": name, "mode": "macvtap", "forward_dev": lab_net.macvtap_nic, "start": True})
+    mac = random_mac()
+    guest = net_guests("mvt", NicSpec(network=name, mac=mac))
+
+    nic = wait_for_nic_address(guest, mac)
+    assert nic.ip is not None and lab_net.in_upstream_range(nic.ip), nic
+    assert nic.router == lab_net.upstream_ip
+    assert upstream_leases(lab_net).get(mac) == nic.ip
+    assert network_api.leases(network) == []  # libvirt runs no DHCP server for a macvtap network
     guest.wait_for_agent(60)
     wait_until_reachable(guest, lab_net.upstream_ip)
 

@@ -2,8 +2,9 @@
 
 ``scripts/lab/net.sh`` builds, all outside the main network namespace: netns ``kvmweb-up`` (the
 "upstream LAN": 198.51.100.1 and a dnsmasq DHCP server), joined by a veth pair to the lab host
-(netns ``kvmweb-lab``), where ``br0`` enslaves the veth end ``up0`` (the host's "physical NIC") and an
-Open vSwitch bridge ``ovsbr0`` runs on the userspace datapath.
+(netns ``kvmweb-lab``), where ``br0`` enslaves the veth end ``up0`` (the host's "physical NIC"),
+``up1`` is a second NIC on that LAN for macvtap networks, and an Open vSwitch bridge ``ovsbr0`` runs
+on the userspace datapath.
 
 The tiny guest prints each NIC's address on its serial console (scripts/lab/guest/udhcpc.script)::
 
@@ -25,7 +26,7 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class LabNet:
     upstream_netns: str
     uplink: str
     bridge: str
+    macvtap_nic: str
     ovs_bridge: str
     upstream_ip: str
     host_ip: str
@@ -237,7 +239,47 @@ def unreachable(guest: Guest, address: str) -> bool:
     return not ping(guest, address, count=5, wait_s=2)
 
 
-# -- the upstream LAN's DHCP server -----------------------------------------------------------------
+# -- the upstream LAN: its router's routes and pings, its DHCP server's leases -------------------------
+def _in_upstream(net: LabNet, *command: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", net.upstream_netns, *command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def upstream_route(net: LabNet, subnet: ipaddress.IPv4Network) -> Iterator[None]:
+    """Inside the block, the upstream router sends ``subnet`` to the lab host (as a LAN's router
+    would for a routed network behind it); the route is removed afterwards."""
+    added = _in_upstream(net, "ip", "route", "add", str(subnet), "via", net.host_ip)
+    if added.returncode != 0:
+        raise LabError(f"could not add a route to {subnet} in {net.upstream_netns}: {added.stderr.strip()}")
+    try:
+        yield
+    finally:
+        _in_upstream(net, "ip", "route", "del", str(subnet), "via", net.host_ip)
+
+
+def upstream_pings(net: LabNet, address: str, timeout: float = 60.0) -> None:
+    """Ping ``address`` from the upstream router until it answers (the first packets may go to ARP)."""
+    last: list[str] = []
+
+    def answered() -> bool:
+        done = _in_upstream(net, "ping", "-c", "1", "-W", "2", address)
+        last[:] = [done.stdout + done.stderr]
+        return done.returncode == 0
+
+    try:
+        wait_until(answered, timeout=timeout, what=f"{address} answering pings from {net.upstream_netns}")
+    except TimeoutError:
+        raise LabError(
+            f"{address} does not answer pings from {net.upstream_netns}: {last[0] if last else ''}"
+        ) from None
+
+
 def upstream_leases(net: LabNet) -> dict[str, str]:
     """The upstream dnsmasq's leases, MAC → IP (its lease file: expiry mac ip hostname client-id)."""
     leases: dict[str, str] = {}
