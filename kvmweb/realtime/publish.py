@@ -1,6 +1,7 @@
 """The one way to push a message to browsers: after the transaction commits, to Channels groups."""
 
 import asyncio
+import atexit
 import json
 import logging
 import os
@@ -64,6 +65,7 @@ class _Sender:
         self.loop = asyncio.new_event_loop()
         self.queue: asyncio.Queue[tuple[list[str], dict[str, Any]]] = asyncio.Queue()
         threading.Thread(target=self._run, name="kvmweb-publish", daemon=True).start()
+        atexit.register(self._flush_at_exit)  # a management command's last pushes still leave
 
     def _run(self) -> None:
         self.loop.create_task(self._drain())
@@ -95,6 +97,14 @@ class _Sender:
 
     def flush(self, timeout: float) -> None:
         asyncio.run_coroutine_threadsafe(self.queue.join(), self.loop).result(timeout)
+
+    def _flush_at_exit(self) -> None:
+        if self.pid != os.getpid():
+            return
+        try:
+            self.flush(SEND_TIMEOUT)
+        except Exception:
+            log.warning("exiting with %d pushes not sent", self.queue.qsize())
 
 
 async def apublish(groups: str | Iterable[str], message: dict[str, Any]) -> None:
