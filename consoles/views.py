@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
 from consoles.services import console_open, console_vm
@@ -19,9 +20,13 @@ from kvmweb.ui import refusals_as_pages
 
 
 @login_required
+@ensure_csrf_cookie
 @refusals_as_pages
 def console_page(request: HttpRequest, vm_uuid: UUID) -> HttpResponse:
-    """Around noVNC; no token here: the page's script asks for a fresh one right before each connect."""
+    """Around noVNC; no token here: the page's script asks for a fresh one right before each connect.
+
+    That POST needs the CSRF cookie, and a viewer's page has no form that would set it.
+    """
     vm = console_vm(actor=actor_from_request(request), uuid=vm_uuid)
     may_type = access.console_may_type(request.user, vm)
     context = {

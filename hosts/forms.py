@@ -24,8 +24,13 @@ class HostForm(forms.Form):
         required=False,
         help_text="For qemu+tls: a directory with cacert.pem, clientcert.pem and clientkey.pem.",
     )
+    console_address = forms.CharField(
+        label="Console address",
+        max_length=253,
+        required=False,
+        help_text="Remote hosts: the host's address on the management network that kvmweb's console proxy reaches.",
+    )
     enabled = forms.BooleanField(required=False, initial=True, help_text="Disabled hosts are never contacted.")
 
     def to_input(self) -> HostInput:
-        data = self.cleaned_data
-        return HostInput(data["name"], data["uri"], data["ssh_key_path"], data["tls_pki_path"], data["enabled"])
+        return HostInput(**self.cleaned_data)

@@ -20,6 +20,10 @@ class Host(models.Model):
     # References to credentials on the worker's disk; the secrets themselves never enter the database.
     ssh_key_path = models.CharField(max_length=512, blank=True)
     tls_pki_path = models.CharField(max_length=512, blank=True)
+    # Remote hosts only: the IP or DNS name on the host that kvmweb's console proxy connects to, and
+    # that the guests kvmweb defines there listen on for VNC. Empty: the host name in the URI.
+    # Local hosts leave it empty: their guests' VNC is a unix socket.
+    console_address = models.CharField(max_length=253, blank=True)
     enabled = models.BooleanField(default=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.UNREACHABLE, db_index=True)
     last_error = models.TextField(blank=True)

@@ -7,6 +7,7 @@ from pathlib import PurePosixPath
 from django.db import transaction
 from django.utils import timezone
 
+from consoles.targets import console_address_error
 from hosts.messages import host_publish, watcher_notify
 from hosts.models import Host
 from kvmweb import virt
@@ -27,6 +28,7 @@ class HostInput:
     ssh_key_path: str = ""
     tls_pki_path: str = ""
     enabled: bool = True
+    console_address: str = ""
 
 
 def host_check(data: HostInput, *, instance: Host | None = None) -> HostInput:
@@ -50,9 +52,12 @@ def host_check(data: HostInput, *, instance: Host | None = None) -> HostInput:
         errors.setdefault("ssh_key_path", "A key file only applies to qemu+ssh:// URIs.")
     if data.tls_pki_path.strip() and not uri.startswith("qemu+tls://"):
         errors.setdefault("tls_pki_path", "A PKI directory only applies to qemu+tls:// URIs.")
+    console_address = data.console_address.strip()
+    if "uri" not in errors and (problem := console_address_error(console_address, uri=uri)):
+        errors["console_address"] = problem
     if errors:
         raise Invalid("The host was not saved: fix the fields marked below.", details=errors)
-    return HostInput(name, uri, data.ssh_key_path.strip(), data.tls_pki_path.strip(), data.enabled)
+    return HostInput(name, uri, data.ssh_key_path.strip(), data.tls_pki_path.strip(), data.enabled, console_address)
 
 
 def host_create(*, actor: Actor, data: HostInput) -> tuple[Host, Operation | None]:
@@ -64,6 +69,7 @@ def host_create(*, actor: Actor, data: HostInput) -> tuple[Host, Operation | Non
             uri=clean.uri,
             ssh_key_path=clean.ssh_key_path,
             tls_pki_path=clean.tls_pki_path,
+            console_address=clean.console_address,
             enabled=clean.enabled,
             state=Host.State.UNREACHABLE if clean.enabled else Host.State.DISABLED,
         )
@@ -83,6 +89,7 @@ def host_update(*, actor: Actor, host: Host, data: HostInput) -> tuple[Host, Ope
     with transaction.atomic():
         host.name, host.uri = clean.name, clean.uri
         host.ssh_key_path, host.tls_pki_path, host.enabled = clean.ssh_key_path, clean.tls_pki_path, clean.enabled
+        host.console_address = clean.console_address
         if not clean.enabled:
             host.state = Host.State.DISABLED
         elif host.state == Host.State.DISABLED:

@@ -204,7 +204,7 @@ class ConsoleProxyHandler(ProxyRequestHandler):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             log.info("console target %s unreachable: %s", target, exc)
-            raise self.CClose(CLOSE_UNREACHABLE, "The guest's display does not answer; is the VM running?") from None
+            raise self.CClose(CLOSE_UNREACHABLE, _unreachable(target, exc)) from None
         sock.setblocking(False)
         return sock
 
@@ -340,6 +340,14 @@ def _connect_unix(path: str) -> socket.socket:
             raise
         time.sleep(delay)  # backing off from a full backlog; there is nothing to wait on
         delay = min(delay * 2, 0.1)
+
+
+def _unreachable(target: dict[str, Any], exc: OSError) -> str:
+    if "socket" in target:
+        return "The guest's display does not answer; is the VM running?"
+    # A remote host: most often a firewall, or a console address the proxy cannot route to.
+    why = exc.strerror or str(exc) or type(exc).__name__
+    return f"Cannot reach {target['host']}:{target['port']} ({why}): check the host's console address and firewall."
 
 
 def _close_reason(reason: str) -> str:

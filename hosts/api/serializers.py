@@ -15,6 +15,7 @@ class HostSerializer(serializers.ModelSerializer):
             "uri",
             "ssh_key_path",
             "tls_pki_path",
+            "console_address",
             "enabled",
             "state",
             "last_error",
@@ -48,6 +49,13 @@ class HostWrite(serializers.Serializer):
     ssh_key_path = serializers.CharField(max_length=512, required=False, allow_blank=True, default="")
     tls_pki_path = serializers.CharField(max_length=512, required=False, allow_blank=True, default="")
     enabled = serializers.BooleanField(required=False, default=True)
+    console_address = serializers.CharField(
+        max_length=253,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Remote hosts: the address the console proxy connects to for VNC; empty: the URI's host name.",
+    )
 
     def to_input(self) -> HostInput:
         return HostInput(**self.validated_data)

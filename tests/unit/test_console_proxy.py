@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -14,16 +15,18 @@ from typing import Any
 import pytest
 from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
+from django.test import Client
+from django.urls import reverse
 
 from consoles import tokens
 from consoles.models import ConsoleSession, ConsoleShare
 from consoles.proxy.server import ConsoleProxyServer
-from consoles.services import console_open
+from consoles.services import console_open, websocket_url
 from consoles.sessions import sessions_close
 from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
 from kvmweb.realtime import groups
-from tests.factories import make_host, make_user, make_vm
+from tests.factories import PASSWORD, make_host, make_user, make_vm
 from tests.stack import wait_until
 from tests.vnc import (
     Closed,
@@ -109,6 +112,24 @@ def ended(session_id: int) -> ConsoleSession:
         lambda: ConsoleSession.objects.get(pk=session_id).ended is not None, timeout=WAIT, what="the session's end"
     )
     return ConsoleSession.objects.get(pk=session_id)
+
+
+def signed_in(user: Any) -> Client:
+    client = Client()
+    assert client.login(username=user.get_username(), password=PASSWORD)
+    return client
+
+
+def on_screen(
+    proxy: ConsoleProxyServer, user: Any, vm: Any, *, view_only: bool = False
+) -> tuple[RFBClient, ConsoleSession]:
+    """`user` connected to `vm`'s console through the proxy: their RFB client and live session row."""
+    rfb = RFBClient(connect(proxy, ticket(user, vm, view_only=view_only)))
+    rfb.handshake()
+    wait_until(
+        lambda: ConsoleSession.objects.filter(user=user, ended=None).exists(), timeout=WAIT, what="the session row"
+    )
+    return rfb, ConsoleSession.objects.get(user=user, ended=None)
 
 
 def only_session() -> ConsoleSession:
@@ -241,6 +262,21 @@ def test_a_guest_that_does_not_answer_is_reported(proxy, guest, vm):  # type: ig
     assert ConsoleSession.objects.count() == 0
 
 
+def test_a_remote_display_that_does_not_answer_names_the_address(proxy, vm):  # type: ignore[no-untyped-def]
+    # A loopback port nothing listens on stands for a remote host's firewalled VNC port.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    target = {"host": "127.0.0.1", "port": port}
+    grant = tokens.grant_for(user=vm.owner.pk, vm=str(vm.uuid), kind="vnc", target=target, view_only=False)
+    closed = refusal(proxy, websocket_url(tokens.sign(grant)))
+    assert (closed.code, closed.reason) == (
+        4002,
+        f"Cannot reach 127.0.0.1:{port} (Connection refused): check the host's console address and firewall.",
+    )
+    assert ConsoleSession.objects.count() == 0
+
+
 def test_the_web_app_closes_a_live_session(proxy, guest, vm):  # type: ignore[no-untyped-def]
     ws = connect(proxy, ticket(vm.owner, vm))
     RFBClient(ws).handshake()
@@ -251,6 +287,68 @@ def test_the_web_app_closes_a_live_session(proxy, guest, vm):  # type: ignore[no
         ws.recv_message()
     assert (closed.value.code, closed.value.reason) == (4003, "Ownership of web1 changed.")
     assert ended(session.pk).end_reason == "Ownership of web1 changed."
+
+
+def test_a_connected_session_outlives_its_token(proxy, guest, vm, settings):  # type: ignore[no-untyped-def]
+    settings.KVMWEB_CONSOLE_TOKEN_TTL = 1
+    issued = console_open(actor=Actor(user=vm.owner, ip=BROWSER_IP), vm=vm)
+    rfb = RFBClient(connect(proxy, issued.websocket_url))
+    rfb.handshake()
+    session = only_session()
+
+    # The clock, not an event, is what ends a token: wait until it has passed the expiry.
+    wait_until(lambda: time.time() > issued.expires + 0.1, timeout=WAIT, what="the token's expiry")
+    with pytest.raises(tokens.TokenRefused) as refused:
+        tokens.verify(issued.token)
+    assert refused.value.reason == "expired"
+
+    rfb.request_update()
+    assert rfb.read_update()[0][:5] == (0, 0, 8, 4, 0)  # the screen still arrives
+    rfb.request_update()
+    assert rfb.read_update()[0][:5] == (0, 0, 8, 4, 0)
+    assert ConsoleSession.objects.get(pk=session.pk).ended is None
+    rfb.close()
+    assert ended(session.pk).end_reason == "closed by the browser"
+
+
+def test_revoking_a_share_in_the_web_app_disconnects_the_viewer_only(proxy, guest, vm):  # type: ignore[no-untyped-def]
+    alice, bob = vm.owner, make_user("bob")
+    ConsoleShare.objects.create(vm=vm, user=bob, created_by=alice)
+    owner, owners = on_screen(proxy, alice, vm)
+    viewer, viewers = on_screen(proxy, bob, vm)
+    assert viewers.view_only is True
+
+    response = signed_in(alice).post(reverse("console_shares:revoke", args=[vm.uuid, "bob"]))
+    assert response.status_code == 302
+    with pytest.raises(Closed) as closed:
+        viewer.read_message()
+    reason = "web1's console is no longer shared with you."
+    assert (closed.value.code, closed.value.reason) == (4003, reason)
+    assert ended(viewers.pk).end_reason == reason
+
+    owner.request_update()
+    assert owner.read_update()[0][:5] == (0, 0, 8, 4, 0)
+    assert ConsoleSession.objects.get(pk=owners.pk).ended is None
+    owner.close()
+
+
+def test_reassigning_the_vm_in_the_web_app_disconnects_the_previous_owner(proxy, guest, vm):  # type: ignore[no-untyped-def]
+    alice, ada = vm.owner, make_user("ada", admin=True)
+    make_user("bob")
+    previous, previous_session = on_screen(proxy, alice, vm)
+    admin, admin_session = on_screen(proxy, ada, vm)
+
+    response = signed_in(ada).post(reverse("vms:reassign", args=[vm.uuid]), {"owner": "bob"})
+    assert response.status_code == 302
+    with pytest.raises(Closed) as closed:
+        previous.read_message()
+    assert (closed.value.code, closed.value.reason) == (4003, "web1 now belongs to bob.")
+    assert ended(previous_session.pk).end_reason == "web1 now belongs to bob."
+
+    admin.request_update()  # an administrator keeps full control of every console
+    assert admin.read_update()[0][:5] == (0, 0, 8, 4, 0)
+    assert ConsoleSession.objects.get(pk=admin_session.pk).ended is None
+    admin.close()
 
 
 def test_closing_one_session_leaves_the_others_connected(proxy, guest, vm):  # type: ignore[no-untyped-def]

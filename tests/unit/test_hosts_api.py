@@ -38,6 +38,10 @@ def test_create_host_returns_host_and_queued_operation(api):  # type: ignore[no-
         ({"name": "x", "uri": "qemu:///system", "ssh_key_path": "/root/.ssh/id"}, "ssh_key_path", "qemu+ssh"),
         ({"name": "bad name!", "uri": "qemu:///system"}, "name", "letters"),
         ({"name": "lab", "uri": "qemu:///system"}, "name", "already exists"),
+        ({"name": "x", "uri": "qemu:///system", "console_address": "10.0.0.5"}, "console_address", "local host"),
+        ({"name": "x", "uri": "qemu+ssh://kvm2/system", "console_address": "0.0.0.0"}, "console_address", "every"),
+        ({"name": "x", "uri": "qemu+ssh://kvm2/system", "console_address": "127.0.0.1"}, "console_address", "loopback"),
+        ({"name": "x", "uri": "qemu+ssh://kvm2/system", "console_address": "a b"}, "console_address", "IP address"),
     ],
 )
 def test_bad_host_input_is_refused_with_field_messages_and_changes_nothing(api, host, payload, field, fragment):  # type: ignore[no-untyped-def]
@@ -109,6 +113,24 @@ def test_changing_the_uri_queues_a_reconnect(api, host):  # type: ignore[no-unty
         f"/api/v1/hosts/{host.pk}/", {"uri": "qemu+tls://kvm9/system"}, content_type="application/json"
     )
     assert response.json()["operation"]["kind"] == "host.refresh"
+
+
+def test_a_remote_hosts_console_address_is_saved_and_shown(api):  # type: ignore[no-untyped-def]
+    payload = {"name": "kvm2", "uri": "qemu+ssh://admin@kvm2.example.com/system", "console_address": " 10.9.0.2 "}
+    created = api.post("/api/v1/hosts/", payload, content_type="application/json").json()["host"]
+    assert created["console_address"] == "10.9.0.2"
+    assert Host.objects.get(name="kvm2").console_address == "10.9.0.2"
+
+
+def test_changing_the_console_address_alone_queues_no_reconnect(api):  # type: ignore[no-untyped-def]
+    host = Host.objects.create(name="kvm2", uri="qemu+ssh://kvm2/system", state=Host.State.CONNECTED)
+    response = api.patch(
+        f"/api/v1/hosts/{host.pk}/", {"console_address": "kvm2.mgmt.example.com"}, content_type="application/json"
+    )
+    assert response.status_code == 200 and response.json()["operation"] is None
+    assert response.json()["host"]["console_address"] == "kvm2.mgmt.example.com"
+    cleared = api.patch(f"/api/v1/hosts/{host.pk}/", {"console_address": ""}, content_type="application/json")
+    assert cleared.json()["host"]["console_address"] == ""
 
 
 def test_secrets_are_never_serialized(api, host):  # type: ignore[no-untyped-def]
