@@ -6,6 +6,7 @@ from hosts.models import Host
 from kvmweb.realtime import groups
 from kvmweb.realtime.publish import publish
 from kvmweb.targets import Target
+from vms.models import VirtualMachine
 
 
 def host_payload(host: Host) -> dict[str, Any]:
@@ -33,6 +34,24 @@ def host_publish(host: Host | None, *, deleted: Target | None = None) -> None:
         return
     assert host is not None
     publish([groups.ADMINS, groups.host_group(host.pk)], {"type": "host.state", "host": host_payload(host)})
+    # The owners of its VMs who are not members see the host only through their VMs' pages, whose actions
+    # follow its state: they hear that it changed, in no more words than those pages show.
+    owners = _vm_owners_outside(host)
+    if owners:
+        publish([groups.user_group(pk) for pk in owners], {"type": "host.state", "host": host_owner_payload(host)})
+
+
+def host_owner_payload(host: Host) -> dict[str, Any]:
+    """What the owner of a VM on `host` may know of it: no error text, versions or capacity."""
+    full = host_payload(host)
+    return {key: full[key] for key in ("id", "name", "state", "state_label", "last_seen")}
+
+
+def _vm_owners_outside(host: Host) -> list[int]:
+    """Owners of VMs on `host` whose sockets do not join its group (neither members nor administrators)."""
+    owners = VirtualMachine.objects.filter(host=host, owner__isnull=False).exclude(owner__in=host.members.all())
+    owners = owners.exclude(owner__is_staff=True).exclude(owner__is_superuser=True)
+    return list(owners.order_by().values_list("owner_id", flat=True).distinct())
 
 
 def watcher_notify(host_id: int) -> None:

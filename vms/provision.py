@@ -10,7 +10,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from consoles.targets import host_is_local
+from consoles.targets import host_is_local, vnc_listen_ip
 from hosts.models import Host
 from kvmweb import virt
 from kvmweb.operations.models import Operation
@@ -49,9 +49,7 @@ def _build(plan: CreatePlan, host: Host, undo: Undo, step: Step) -> dict[str, An
     disks = _system_disks(plan, target, undo, step)
     disks += _blank_disks(plan, target, undo, step, skip=1 if plan.source["type"] in ("template", "cloud") else 0)
     cdroms = _cdroms(plan, target, undo, step)
-    spec = _domain_spec(
-        plan, _with_targets(disks) + _with_targets(cdroms, bus="sata"), _serial_log(host, plan), host.uri
-    )
+    spec = _domain_spec(plan, _with_targets(disks + cdroms), _serial_log(host, plan), host)
     step(85, f"Defining {plan.name} on {host.name}")
     undo.domain = virt.define_domain(target, build_domain_xml(spec)).uuid
     vm = claim_for_requester(host, plan.uuid, plan.owner)
@@ -80,7 +78,10 @@ def _system_disks(plan: CreatePlan, target: virt.HostTarget, undo: Undo, step: S
             plan, target, pool, image["path"], name, grow if index == 0 else None, step, index, len(images)
         )
         undo.volumes.append(record.path or "")
-        specs.append(DiskSpec(pool=pool, volume=record.name, format=_format(record), bus=image.get("bus", "virtio")))
+        bus = image.get("bus", "virtio")
+        specs.append(
+            DiskSpec(pool=pool, volume=record.name, format=_format(record), bus=bus, target_dev=_first_target(bus))
+        )
     return specs
 
 
@@ -130,7 +131,9 @@ def _blank_disks(plan: CreatePlan, target: virt.HostTarget, undo: Undo, step: St
         spec = VolumeSpec(name=name, capacity_bytes=disk.size_mib * MIB, format=disk.format, allocation=disk.allocation)  # type: ignore[arg-type]
         record = volumes.create_volume(target, disk.pool, spec)
         undo.volumes.append(record.path or "")
-        specs.append(DiskSpec(pool=disk.pool, volume=name, format=disk.format, bus=disk.bus))  # type: ignore[arg-type]
+        specs.append(
+            DiskSpec(pool=disk.pool, volume=name, format=disk.format, bus=disk.bus, target_dev=_first_target(disk.bus))  # type: ignore[arg-type]
+        )
     return specs
 
 
@@ -161,12 +164,20 @@ def _seed(plan: CreatePlan, target: virt.HostTarget, undo: Undo, step: Step) -> 
     return DiskSpec(device="cdrom", pool=pool, volume=name, format="raw", bus="sata", target_dev="sda")
 
 
-def _with_targets(disks: list[DiskSpec], *, bus: str | None = None) -> list[DiskSpec]:
-    """Give each disk the next free target name on its bus (vda, vdb, ...; CD-ROMs sda, sdb, ...)."""
+def _first_target(bus: str) -> str:
+    """A target name that fits the bus, until `_with_targets` names every disk of the VM."""
+    return _TARGET_PREFIX[bus] + "a"
+
+
+def _with_targets(disks: list[DiskSpec]) -> list[DiskSpec]:
+    """Give each disk the next free target name on its bus (vda, vdb, ...; SATA disks and CD-ROMs sda, sdb, ...).
+
+    One count for all of them, so that a SATA disk and the installer CD-ROM never both get sda.
+    """
     counters: dict[str, int] = {}
     named = []
     for disk in disks:
-        prefix = _TARGET_PREFIX[bus or disk.bus]
+        prefix = _TARGET_PREFIX[disk.bus]
         index = counters.get(prefix, 0)
         counters[prefix] = index + 1
         named.append(_retarget(disk, prefix + "abcdefghijklmnop"[index]))
@@ -194,13 +205,15 @@ def _serial_log(host: Host, plan: CreatePlan) -> str | None:
     return f"{QEMU_LOG_DIR}/{plan.name}-serial.log" if host.uri.rstrip("/").endswith("/system") else None
 
 
-def _vnc(host_uri: str) -> VncSpec:
+def _vnc(host: Host) -> VncSpec:
     """A unix socket on local hosts (the console proxy runs beside libvirtd; nothing listens on the
-    network); on remote hosts the host's loopback, reached through the host itself."""
-    return VncSpec(auto_socket=True) if host_is_local(host_uri) else VncSpec(listen_address="127.0.0.1")
+    network); on remote hosts the host's console address, where kvmweb's console proxy connects."""
+    if host_is_local(host.uri):
+        return VncSpec(auto_socket=True)
+    return VncSpec(listen_address=vnc_listen_ip(host))
 
 
-def _domain_spec(plan: CreatePlan, disks: list[DiskSpec], serial_log: str | None, host_uri: str) -> DomainSpec:
+def _domain_spec(plan: CreatePlan, disks: list[DiskSpec], serial_log: str | None, host: Host) -> DomainSpec:
     source = plan.source
     kernel = source.get("kernel") if source["type"] == "kernel" else None
     boot = _BOOT.get(source["type"], ("hd",))
@@ -218,7 +231,7 @@ def _domain_spec(plan: CreatePlan, disks: list[DiskSpec], serial_log: str | None
         cmdline=(source.get("cmdline") or None) if kernel else None,
         disks=tuple(disks),
         nics=tuple(NicSpec(network=nic["network"], model=nic["model"]) for nic in plan.nics),  # type: ignore[arg-type]
-        graphics=_vnc(host_uri) if plan.graphics else None,
+        graphics=_vnc(host) if plan.graphics else None,
         serial=SerialSpec(log_file=serial_log) if plan.serial else None,
         guest_agent=plan.guest_agent,
         description=plan.description or None,

@@ -20,7 +20,7 @@ from vms.create import vm_create
 from vms.edit.selectors import vm_hardware
 from vms.models import VirtualMachine
 from vms.snapshots import snapshot_support
-from vms.wizard import wizard_choices, wizard_data
+from vms.wizard import wizard_choices, wizard_data, wizard_rows
 
 PAGE_SIZE = 50
 
@@ -77,6 +77,7 @@ def vm_new(request: HttpRequest) -> HttpResponse:
     context = {
         "choices": wizard_choices(request.user),
         "form": request.POST if request.method == "POST" else _wizard_defaults(request),
+        "rows": wizard_rows(request.POST if request.method == "POST" else None, errors),
         "errors": errors,
         "error_list": list(dict.fromkeys(errors.values())),
         "steps": WIZARD_STEPS,

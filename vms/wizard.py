@@ -6,6 +6,8 @@ go through `vms.create.vm_create` and are checked the same way.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -15,10 +17,15 @@ from kvmweb import access
 from networks.models import Network
 from storage.models import StoragePool, Volume
 from vms.catalog import visible_templates
-from vms.create import host_free_memory_kib
+from vms.create import MAX_DISKS, MAX_NICS, host_free_memory_kib
 
 User = AbstractBaseUser | AnonymousUser
 MIB_PER_GIB = 1024
+# The fields of one disk or NIC row. A row is posted when its first field is, and counts when that is filled.
+ROW_FIELDS = {"disk": ("size_gib", "pool", "format", "allocation", "bus"), "nic": ("network", "model")}
+# The API's list each kind of row becomes, which also keys its errors ("disks.1").
+ROW_LISTS = {"disk": "disks", "nic": "nics"}
+DEFAULT_DISK_GIB = "10"
 
 
 def wizard_choices(user: User) -> dict[str, Any]:
@@ -50,6 +57,7 @@ def wizard_choices(user: User) -> dict[str, Any]:
             for n in Network.objects.filter(host__in=hosts, gone_since__isnull=True).order_by("name")
         ],
         "is_admin": access.is_admin(user),
+        "limits": {"disk": MAX_DISKS, "nic": MAX_NICS},
     }
 
 
@@ -99,10 +107,8 @@ def wizard_data(post: QueryDict) -> dict[str, Any]:
         "virt_type": post.get("virt_type", "auto"),
         "firmware": post.get("firmware", "bios"),
         "source": source,
-        "disks": _disks(post),
-        "nics": [{"network": post.get("network"), "model": post.get("nic_model", "virtio")}]
-        if post.get("network")
-        else [],
+        "disks": [_disk(row) for row in posted_rows(post, "disk")],
+        "nics": [{"network": row["network"], "model": row["model"] or "virtio"} for row in posted_rows(post, "nic")],
         "graphics": post.get("graphics") == "on",
         "serial": post.get("serial") == "on",
         "guest_agent": post.get("guest_agent") == "on",
@@ -111,22 +117,54 @@ def wizard_data(post: QueryDict) -> dict[str, Any]:
     }
 
 
-def _disks(post: QueryDict) -> list[dict[str, Any]]:
-    disks = []
-    for prefix in ("disk", "disk2"):
-        size = post.get(f"{prefix}_size_gib", "").strip()
-        if not size:
-            continue
-        disks.append(
-            {
-                "pool": post.get(f"{prefix}_pool") or post.get("disk_pool"),
-                "size_mib": _gib_to_mib(size),
-                "format": post.get(f"{prefix}_format") or post.get("disk_format", "qcow2"),
-                "allocation": post.get(f"{prefix}_allocation") or post.get("disk_allocation", "thin"),
-                "bus": post.get("disk_bus", "virtio"),
-            }
-        )
-    return disks
+def row_prefix(kind: str, index: int) -> str:
+    """The field prefix of a kind's index-th row: disk, disk2, disk3... (the first keeps the plain name)."""
+    return kind if index == 0 else f"{kind}{index + 1}"
+
+
+def posted_rows(post: Mapping[str, Any], kind: str) -> list[dict[str, str]]:
+    """The filled rows of `kind` ("disk" or "nic") in the form, in their order, as {field: value}.
+
+    All of them, even past the limit, so that the create checks refuse too many with their message.
+    """
+    fields = ROW_FIELDS[kind]
+    pattern = re.compile(rf"{kind}([2-9]|[1-9][0-9]+)?_{fields[0]}")
+    numbers = sorted(int(found.group(1) or 1) for key in post if (found := pattern.fullmatch(key)))
+    rows = [
+        {name: str(post.get(f"{row_prefix(kind, n - 1)}_{name}") or "").strip() for name in fields} for n in numbers
+    ]
+    return [row for row in rows if row[fields[0]]]
+
+
+def wizard_rows(post: Mapping[str, Any] | None, errors: Mapping[str, str]) -> dict[str, Any]:
+    """The disk and NIC rows to show (what was posted with each row's error, or one of each for a fresh
+    form), and under "blank" the new row of each kind that the page's script copies for "Add"."""
+    fresh = {"disk": {"size_gib": DEFAULT_DISK_GIB}, "nic": {}}
+    rows: dict[str, Any] = {"blank": {kind: _row(kind, 0, values, "") for kind, values in fresh.items()}}
+    for kind, list_key in ROW_LISTS.items():
+        values = posted_rows(post, kind) if post is not None else [fresh[kind]]
+        rows[kind] = [_row(kind, i, row, errors.get(f"{list_key}_{i}", "")) for i, row in enumerate(values)]
+    return rows
+
+
+def _row(kind: str, index: int, values: Mapping[str, str], error: str) -> dict[str, Any]:
+    return {
+        "prefix": row_prefix(kind, index),
+        "suffix": str(index + 1) if index else "",
+        "number": index + 1,
+        "values": values,
+        "error": error,
+    }
+
+
+def _disk(row: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "pool": row["pool"] or None,
+        "size_mib": _gib_to_mib(row["size_gib"]),
+        "format": row["format"] or "qcow2",
+        "allocation": row["allocation"] or "thin",
+        "bus": row["bus"] or "virtio",
+    }
 
 
 def _gib_to_mib(text: str) -> Any:

@@ -195,7 +195,10 @@ export function applyHost(host) {
     root.dataset.state = host.state;
     for (const el of own(root, '[data-field="state"]')) el.replaceWith(hostStateBadge(host.state, host.state_label));
     for (const el of own(root, '[data-field="last_seen"]')) setTime(el, host.last_seen, el.dataset.none || "never");
-    for (const el of own(root, '[data-field="last_error"]')) setText(el, host.state === "unreachable" ? host.last_error : "");
+    // The owners of a host's VMs get its state without the error text (hosts/messages.py).
+    if ("last_error" in host) {
+      for (const el of own(root, '[data-field="last_error"]')) setText(el, host.state === "unreachable" ? host.last_error : "");
+    }
     for (const key of ["name", "libvirt_version", "hypervisor", "hypervisor_version", "cpus"]) {
       if (key in host) for (const el of own(root, `[data-field="${key}"]`)) setText(el, host[key]);
     }

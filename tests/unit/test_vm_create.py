@@ -382,3 +382,90 @@ def test_new_vms_on_a_local_host_get_a_shared_vnc_socket(lab, alice, queued):  #
     assert graphics is not None and graphics.get("sharePolicy") == "force-shared"
     listen = graphics.find("listen")
     assert listen is not None and listen.get("type") == "socket"
+
+
+def wizard_form(on: Any, disks: int, nics: int) -> dict[str, str]:
+    """A wizard post with `disks` disk rows and `nics` NIC rows, named as the page's script names them."""
+    from networks.models import Network
+
+    network = Network.objects.get(host=on, name="default")
+    form = {"name": f"rows-{uuid.uuid4().hex[:8]}", "host": str(on.pk), "vcpus": "1", "memory_mib": "128"}
+    form["source_type"] = "network"
+    for index in range(disks):
+        prefix = "disk" if index == 0 else f"disk{index + 1}"
+        form.update({f"{prefix}_pool": str(pool_id(on)), f"{prefix}_size_gib": str(0.0625 * (index + 1))})
+        form.update({f"{prefix}_format": "raw" if index == 2 else "qcow2", f"{prefix}_bus": "sata" if index else ""})
+    for index in range(nics):
+        prefix = "nic" if index == 0 else f"nic{index + 1}"
+        form.update({f"{prefix}_network": str(network.pk), f"{prefix}_model": "e1000" if index else "virtio"})
+    return form
+
+
+def test_wizard_with_three_disks_and_two_nics_creates_a_vm_with_them(lab, alice, queued):  # type: ignore[no-untyped-def]
+    client = Client()
+    client.login(username="alice", password=PASSWORD)
+    form = wizard_form(lab, disks=3, nics=2)
+    response = client.post("/vms/new/", form)
+    op = Operation.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/operations/{op.pk}/"
+    assert run(op).status == "succeeded", op.error
+    [domain] = domains_named(form["name"])
+    devices = domain_devices(virt.get_domain_xml(TARGET, domain.uuid))
+    name = form["name"]
+    assert [(d.target_dev, d.source_volume, d.format) for d in devices.disks] == [
+        ("vda", f"{name}-disk0.qcow2", "qcow2"),
+        ("sda", f"{name}-disk1.qcow2", "qcow2"),
+        ("sdb", f"{name}-disk2.raw", "raw"),
+    ]
+    assert [(nic.type, nic.source, nic.model) for nic in devices.nics] == [
+        ("network", "default", "virtio"),
+        ("network", "default", "e1000"),
+    ]
+
+
+def test_wizard_refuses_nine_disks_and_makes_nothing(lab, alice, queued):  # type: ignore[no-untyped-def]
+    client = Client()
+    client.login(username="alice", password=PASSWORD)
+    before = (len(virt.list_domains(TARGET)), volume_names())
+    response = client.post("/vms/new/", wizard_form(lab, disks=9, nics=1))
+    assert response.status_code == 400
+    assert response.context["errors"] == {"disks": "A VM gets at most 8 disks here."}
+    assert "A VM gets at most 8 disks here." in response.content.decode()
+    assert len(response.context["rows"]["disk"]) == 9  # kept, so the user removes one rather than starting over
+    assert not Operation.objects.exists() and queued == []
+    assert (len(virt.list_domains(TARGET)), volume_names()) == before
+
+
+def test_wizard_rows_follow_the_posted_order_and_skip_empty_ones() -> None:
+    from django.http import QueryDict
+
+    from vms.wizard import posted_rows, wizard_rows
+
+    post = QueryDict("disk10_size_gib=3&disk_size_gib=1&disk2_size_gib=&disk3_size_gib=2&disk1_size_gib=9&nic_network=")
+    assert [row["size_gib"] for row in posted_rows(post, "disk")] == ["1", "2", "3"]
+    rows = wizard_rows(post, {"disks_1": "Choose an active storage pool for the disk."})
+    assert [(row["prefix"], row["error"]) for row in rows["disk"]] == [
+        ("disk", ""),
+        ("disk2", "Choose an active storage pool for the disk."),
+        ("disk3", ""),
+    ]
+    assert rows["nic"] == []
+    fresh = wizard_rows(None, {})
+    assert [row["values"] for row in fresh["disk"]] == [{"size_gib": "10"}] and len(fresh["nic"]) == 1
+
+
+def test_a_sata_disk_and_the_installer_cdrom_get_their_own_targets(lab, alice, queued):  # type: ignore[no-untyped-def]
+    iso = volumes.create_volume(
+        TARGET, POOL, VolumeSpec(name=f"inst-{uuid.uuid4().hex[:6]}.iso", capacity_bytes=4 << 20, format="raw")
+    )
+    host_reconcile(host=lab, inventory=virt.get_inventory(TARGET))
+    source = {"type": "iso", "iso": Volume.objects.get(path=iso.path).pk}
+    body = request(lab, source=source, disks=[{"pool": pool_id(lab), "size_mib": 64, "bus": "sata"}])
+    op = run(vm_create(actor=actor_of(alice), data=body))
+    assert op.status == "succeeded", op.error
+    [domain] = domains_named(body["name"])
+    devices = domain_devices(virt.get_domain_xml(TARGET, domain.uuid))
+    assert [(d.device, d.target_dev, d.bus) for d in devices.disks] == [
+        ("disk", "sda", "sata"),
+        ("cdrom", "sdb", "sata"),
+    ]
