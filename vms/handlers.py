@@ -105,9 +105,11 @@ def _shutdown(op: Operation, progress: Progress) -> dict[str, Any]:
             return {"state": "shutoff", "mode": mode or "default", "seconds": round(elapsed, 1)}
         if time.monotonic() >= deadline:
             vm_refresh(host, uuid)
+            # The failed operation offers Force off (templates/partials/op_force_off.html); never taken here.
             raise KvmwebError(
                 f"{vm.name} did not shut down within {timeout} s. "
-                "The guest may be ignoring ACPI; use Force off if you must."
+                "The guest may be ignoring ACPI; use Force off if you must.",
+                details={"suggest": "force-off"},
             )
         waited = f"Waiting for {vm.name} to shut down ({int(elapsed)} s of {timeout} s)"
         progress(10 + int(85 * elapsed / timeout), waited)

@@ -12,6 +12,7 @@ from storage import api as storage
 from storage import api_volumes as volumes
 from vms.api import snapshots as vm_snapshots
 from vms.api import views as vms
+from vms.api import views_catalog as vm_catalog
 
 urlpatterns = [
     path("auth/token/", obtain_token, name="api-token"),
@@ -20,9 +21,12 @@ urlpatterns = [
     path("hosts/<int:host_id>/actions/<slug:action>/", hosts.host_action, name="api-host-action"),
     path("vms/", vms.vm_collection, name="api-vms"),
     path("vms/actions/<slug:action>/", vms.vm_bulk_action, name="api-vms-action"),
+    path("vms/templates/", vm_catalog.template_list, name="api-vm-templates"),
     path("vms/<uuid:vm_uuid>/", vms.vm_item, name="api-vm"),
     path("vms/<uuid:vm_uuid>/actions/<slug:action>/", vms.vm_action, name="api-vm-action"),
     path("vms/<uuid:vm_uuid>/xml/", vms.vm_xml, name="api-vm-xml"),
+    path("vms/<uuid:vm_uuid>/template/", vm_catalog.vm_template, name="api-vm-template"),
+    path("vms/<uuid:vm_uuid>/owner/", vm_catalog.vm_owner, name="api-vm-owner"),
     path("vms/<uuid:vm_uuid>/snapshots/", vm_snapshots.snapshot_collection, name="api-vm-snapshots"),
     path("vms/<uuid:vm_uuid>/snapshots/<str:name>/", vm_snapshots.snapshot_item, name="api-vm-snapshot"),
     path(

@@ -35,7 +35,8 @@ def run_claimed(op: Operation) -> None:
             raise RetryLater(countdown) from exc
         operation_finish(op, status=Status.FAILED, error=exc.message, error_detail=exc.raw)
     except KvmwebError as exc:
-        operation_finish(op, status=Status.FAILED, error=exc.message)
+        # The details become the result: a failure may suggest what to do next ({"suggest": "force-off"}).
+        operation_finish(op, status=Status.FAILED, error=exc.message, result=exc.details)
     except SoftTimeLimitExceeded:
         operation_finish(op, status=Status.FAILED, error="The operation took longer than its time limit.")
     except Exception as exc:

@@ -176,6 +176,8 @@ document.addEventListener(
     delete form.dataset.confirmed;
 
     if (bulk) fillSelection(form, ids);
+    // the shutdown timeout is the shutdown's alone: the other actions would refuse it
+    for (const el of $$("[data-shutdown-only]", form)) el.disabled = submitter?.dataset.bulkAction !== "shutdown";
     if (bulk) startBatch(form, submitter, ids);
     else if (form.matches("[data-vm-action]")) startPending(form, submitter);
   },

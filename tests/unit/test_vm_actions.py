@@ -258,6 +258,28 @@ def test_shutdown_that_does_not_finish_in_time_fails_and_never_forces(queued, do
     assert AuditEvent.objects.get(operation=op).outcome == "failed"
 
 
+def test_a_timed_out_shutdown_offers_force_off_where_it_is_shown(queued, domain, alice, monkeypatch):  # type: ignore[no-untyped-def]
+    vm = domain()
+    # A guest ignoring ACPI: the request is lost, and the domain keeps running.
+    monkeypatch.setattr(virt, "shutdown_domain", lambda target, uuid, mode: None)
+    failed = act(vm, "shutdown", alice, timeout=1)
+    assert (failed.status, failed.result) == ("failed", {"suggest": "force-off"})
+    client = Client()
+    client.force_login(alice)
+    form = f'action="/vms/{vm.uuid}/actions/force-off/"'
+    for page in (f"/vms/{vm.uuid}/", f"/operations/{failed.pk}/"):
+        html = client.get(page).content.decode()
+        assert html.count(form) == 1 + (page == f"/vms/{vm.uuid}/"), page  # the VM page's More menu has one too
+        assert f"Force off {vm.name}? This pulls the plug" in html
+    response = client.post(
+        f"/vms/{vm.uuid}/actions/force-off/", {"confirm": "yes", "next": f"/operations/{failed.pk}/"}
+    )
+    assert response.status_code == 302 and response["Location"] == f"/operations/{failed.pk}/"
+    forced = run(Operation.objects.get(kind="vm.force-off"))
+    assert (forced.status, state(vm)) == ("succeeded", "shutoff")
+    assert client.get(f"/vms/{vm.uuid}/").content.decode().count(form) == 0  # shut off: nothing left to force
+
+
 def test_a_libvirt_refusal_fails_with_the_plain_message_and_keeps_the_raw_one(queued, domain, alice):  # type: ignore[no-untyped-def]
     vm = domain()
     op = act(vm, "shutdown", alice, mode="acpi")  # the test driver takes no shutdown flags
@@ -418,6 +440,25 @@ def test_api_state_refusal_is_409(queued, domain, alice):  # type: ignore[no-unt
     }
 
 
+def test_api_second_conflicting_action_is_409_naming_the_running_one(queued, domain, alice):  # type: ignore[no-untyped-def]
+    vm = domain()
+    client = api_client(alice)
+    first = client.post(f"/api/v1/vms/{vm.uuid}/actions/shutdown/")
+    assert first.status_code == 202
+    op_id = first.json()["operation"]["id"]
+    Operation.objects.filter(pk=op_id).update(status="running")  # a worker has claimed it
+    second = client.post(f"/api/v1/vms/{vm.uuid}/actions/force-off/")
+    assert second.status_code == 409
+    assert second.json() == {
+        "error": {
+            "code": "conflict",
+            "message": f"{vm.name} is busy: Shut down VM (#{op_id}, requested by alice) is running.",
+            "details": {"operation": op_id},
+        }
+    }
+    assert list(Operation.objects.values_list("pk", flat=True)) == [op_id]
+
+
 def test_api_unknown_action_and_bad_params_are_400(queued, domain, alice):  # type: ignore[no-untyped-def]
     vm = domain()
     response = api_client(alice).post(f"/api/v1/vms/{vm.uuid}/actions/explode/")
@@ -541,6 +582,27 @@ def test_page_bulk_action_reports_queued_and_refused(queued, domain, alice):  # 
         f"Pause: 1 queued; 1 refused: Cannot pause: {off.name} is shut off."
     ]
     assert Operation.objects.get().target_id == str(on.uuid)
+
+
+def test_bulk_bar_chooses_shutdown_mode_and_timeout(queued, domain, alice, settings):  # type: ignore[no-untyped-def]
+    on, off = domain(), domain(running=False)
+    client = Client()
+    client.force_login(alice)
+    html = client.get("/vms/").content.decode()
+    form = html[
+        html.index('<form method="post" id="vm-bulk-form"') : html.index("</form>", html.index('id="vm-bulk-form"'))
+    ]
+    for mode in ("auto", "acpi", "agent"):
+        assert re.search(rf'formaction="/vms/actions/shutdown/" name="mode" value="{mode}"', form), mode
+    assert re.search(r'<input [^>]*name="timeout" min="1" max="1800"[^>]*placeholder="default"', form)
+    # What the form sends: the pressed button's mode, the typed timeout, and the (empty) timeout with any other action.
+    client.post("/vms/actions/shutdown/", {"vms": [str(on.uuid)], "mode": "acpi", "timeout": "30"})
+    assert Operation.objects.get(kind="vm.shutdown").params == {"mode": "acpi", "timeout": 30}
+    client.post("/vms/actions/start/", {"vms": [str(off.uuid)], "timeout": ""})
+    assert Operation.objects.get(kind="vm.start").target_id == str(off.uuid)
+    Operation.objects.all().delete()
+    client.post("/vms/actions/shutdown/", {"vms": [str(on.uuid)], "mode": "auto", "timeout": ""})
+    assert Operation.objects.get().params == {"mode": "auto", "timeout": settings.KVMWEB_SHUTDOWN_TIMEOUT}
 
 
 def test_detail_and_list_pages_get_the_actions(queued, domain, alice, bob):  # type: ignore[no-untyped-def]

@@ -34,6 +34,7 @@ class VmSerializer(serializers.ModelSerializer):
             "first_seen",
             "state_changed",
             "gone_since",
+            "addresses",
         ]
         read_only_fields = fields
 
@@ -41,4 +42,12 @@ class VmSerializer(serializers.ModelSerializer):
 class VmDetailSerializer(VmSerializer):
     class Meta(VmSerializer.Meta):
         fields = [*VmSerializer.Meta.fields, "description", "xml"]
+        read_only_fields = fields
+
+
+class VmCatalogSerializer(VmSerializer):
+    """A VM as the template catalog and owner changes answer it: whether it is a template, too."""
+
+    class Meta(VmSerializer.Meta):
+        fields = [*VmSerializer.Meta.fields, "is_template"]
         read_only_fields = fields
