@@ -254,6 +254,8 @@ def _network_for_operation(op: Operation) -> tuple[Network, Host]:
 def _define(op: Operation, progress: Progress) -> dict[str, Any]:
     host = Host.objects.get(pk=op.params["host"])
     target = host.virt_target()
+    if op.params.get("warning"):  # what the checks could not confirm: kept in the operation's log
+        progress(10, str(op.params["warning"]))
     progress(20, f"Defining {op.params['name']} on {host.name}")
     if op.params.get("mode") == "xml":
         record = virt_networks.define_network(target, str(op.params["xml"]))

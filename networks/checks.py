@@ -3,7 +3,8 @@
 The body is the API's (see networks/api.py); the spec checks each value (kvmweb.virt.xml.network_spec),
 and the checks here compare it with what the host has, as last observed: a network of the same
 name, a subnet overlapping another network's, a bridge name already taken by a network or one of
-the host's interfaces. Every refusal names its field in ``details`` (``ipv4.dhcp``, ``bridge.name``).
+the host's interfaces, a host bridge the host does not have. Every refusal names its field in ``details``
+(``ipv4.dhcp``, ``bridge.name``). What could not be checked is a ``warning`` in the operation's parameters.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from typing import Any
 from hosts.models import Host
 from kvmweb import virt
 from kvmweb.errors import Conflict, Invalid
+from kvmweb.virt.xml.bandwidth import Bandwidth, BandwidthRefused, Rate
 from kvmweb.virt.xml.network_spec import (
+    HOST_BRIDGE_MODES,
     NETWORK_MODES,
     OWN_BRIDGE_MODES,
-    Bandwidth,
     IpSpec,
     NetworkSpec,
     NetworkSpecRefused,
     Portgroup,
-    Rate,
     Vlan,
     check_network_xml,
 )
@@ -81,11 +82,14 @@ def _rate(value: Any, field: str) -> Rate | None:
     given = _mapping(value, field)
     if given is None or all(given.get(k) in (None, "") for k in ("average", "peak", "burst")):
         return None
-    return Rate(
-        average=_number(given.get("average"), f"{field}.average") or 0,
-        peak=_number(given.get("peak"), f"{field}.peak"),
-        burst=_number(given.get("burst"), f"{field}.burst"),
-    )
+    try:
+        return Rate(
+            average=_number(given.get("average"), f"{field}.average") or 0,
+            peak=_number(given.get("peak"), f"{field}.peak"),
+            burst=_number(given.get("burst"), f"{field}.burst"),
+        )
+    except BandwidthRefused as exc:
+        raise _invalid(f"{field}.{exc.field}", exc.message) from exc
 
 
 def _bandwidth(value: Any, field: str) -> Bandwidth | None:
@@ -189,6 +193,25 @@ def host_bridge_names(host: Host, *, exclude: int | None = None) -> dict[str, st
     return taken
 
 
+def host_bridge_check(host: Host, mode: str, bridge: str) -> tuple[str | None, str | None]:
+    """(refusal, warning) for a network on the host's existing bridge ``bridge``, from its last read interfaces."""
+    items = {item.get("name"): item.get("type") for item in (host.interfaces or {}).get("items") or []}
+    bridges = sorted(name for name, kind in items.items() if kind == "bridge")
+    if mode == "openvswitch":
+        if items.get(bridge) == "bridge":
+            return f"{bridge} on {host.name} is a Linux bridge, not an Open vSwitch one; choose Host bridge.", None
+        if bridge in items:
+            return None, None
+        # libvirt's interface list leaves Open vSwitch bridges out, so a missing one proves nothing.
+        return None, f"kvmweb could not check that {host.name} has the Open vSwitch bridge {bridge}."
+    if not items:
+        return None, f"kvmweb could not check that {host.name} has the bridge {bridge}: its interfaces are not known."
+    if items.get(bridge) == "bridge":
+        return None, None
+    known = ", ".join(bridges) if bridges else "none"
+    return f"{host.name} has no bridge named {bridge}; its bridges: {known}.", None
+
+
 def network_check_define(host: Host, data: Mapping[str, Any]) -> dict[str, Any]:
     """The operation's parameters for a new network: the checked body (or checked raw XML)."""
     mode = str(data.get("mode") or "")
@@ -201,6 +224,7 @@ def network_check_define(host: Host, data: Mapping[str, Any]) -> dict[str, Any]:
         subnets = _subnets(xml)
         info = network_info(xml)
         own_bridge = info.bridge if info.mode in (*OWN_BRIDGE_MODES, "open") else None
+        host_bridge = None  # raw XML is the administrator's own: only its name, subnets and own bridge are checked
         params: dict[str, Any] = {"mode": "xml", "xml": xml}
     else:
         # A bad value does not stop the host checks: the form shows every refusal at once.
@@ -212,6 +236,7 @@ def network_check_define(host: Host, data: Mapping[str, Any]) -> dict[str, Any]:
         name = str(data.get("name") or "").strip()
         subnets = _given_subnets(data) if refused else [ip.network for ip in (spec.ipv4, spec.ipv6) if ip is not None]
         own_bridge = None if refused or spec.mode not in OWN_BRIDGE_MODES else spec.bridge_name
+        host_bridge = None if refused or spec.mode not in HOST_BRIDGE_MODES else spec.bridge_name
         params = {key: data[key] for key in _BODY_KEYS if data.get(key) not in (None, "")}
     errors: dict[str, str] = {}
     if mode != "xml" and refused is not None:
@@ -235,6 +260,11 @@ def network_check_define(host: Host, data: Mapping[str, Any]) -> dict[str, Any]:
             errors["xml" if mode == "xml" else "bridge.name"] = (
                 f"The bridge name {own_bridge} is taken on {host.name} by {holder}; choose another or leave it empty."
             )
+    warning = None
+    if host_bridge:
+        refusal, warning = host_bridge_check(host, mode, host_bridge)
+        if refusal:
+            errors["bridge.name"] = refusal
     if mode != "xml" and refused is not None:
         raise Invalid(" ".join(dict.fromkeys(errors.values())), details=errors)
     if errors:
@@ -242,6 +272,8 @@ def network_check_define(host: Host, data: Mapping[str, Any]) -> dict[str, Any]:
         raise Conflict(message, details=errors)
     for flag in ("start", "autostart"):
         params[flag] = bool(data.get(flag))
+    if warning:
+        params["warning"] = warning
     return {"host": host.pk, "name": name, **params}
 
 

@@ -55,12 +55,14 @@ class NetworkDefineForm(forms.Form):
             self.fields[f"pg{row}_tags"] = forms.CharField(max_length=200, required=False)
             self.fields[f"pg{row}_trunk"] = forms.BooleanField(required=False)
             self.fields[f"pg{row}_native"] = forms.CharField(max_length=8, required=False)
-            self.fields[f"pg{row}_in"] = forms.CharField(max_length=12, required=False)
-            self.fields[f"pg{row}_out"] = forms.CharField(max_length=12, required=False)
+            for direction in ("in", "out"):
+                for part in RATE_FIELDS:
+                    self.fields[f"pg{row}_{direction}_{part}"] = forms.CharField(max_length=12, required=False)
 
     def portgroup_rows(self) -> list[dict[str, Any]]:
-        """The bound fields of each portgroup row, for the template."""
-        names = ("name", "default", "tags", "trunk", "native", "in", "out")
+        """The bound fields of each portgroup row, for the template (``in_average``, ``out_burst``...)."""
+        rates = [f"{direction}_{part}" for direction in ("in", "out") for part in RATE_FIELDS]
+        names = ["name", "default", "tags", "trunk", "native", *rates]
         return [{key: self[f"pg{row}_{key}"] for key in names} | {"index": row} for row in range(PORTGROUP_ROWS)]
 
     def to_data(self) -> dict[str, Any]:
@@ -84,11 +86,7 @@ class NetworkDefineForm(forms.Form):
             body["bridge"] = {"name": data["bridge_name"]}
         if data["forward_dev"]:
             body["forward_dev"] = data["forward_dev"]
-        bandwidth = {}
-        for direction, key in (("in", "inbound"), ("out", "outbound")):
-            rate = {part: _int(data[f"{direction}_{part}"]) for part in RATE_FIELDS}
-            if any(value is not None for value in rate.values()):
-                bandwidth[key] = rate
+        bandwidth = self._bandwidth("")
         if bandwidth:
             body["bandwidth"] = bandwidth
         groups = [self._portgroup(row) for row in range(PORTGROUP_ROWS)]
@@ -104,14 +102,19 @@ class NetworkDefineForm(forms.Form):
         tags = [_int(tag) for tag in data[f"pg{row}_tags"].replace(",", " ").split()]
         if tags:
             group["vlan"] = {"tags": tags, "trunk": data[f"pg{row}_trunk"], "native": _int(data[f"pg{row}_native"])}
-        bandwidth = {
-            key: {"average": _int(data[f"pg{row}_{direction}"])}
-            for direction, key in (("in", "inbound"), ("out", "outbound"))
-            if data[f"pg{row}_{direction}"]
-        }
+        bandwidth = self._bandwidth(f"pg{row}_")
         if bandwidth:
             group["bandwidth"] = bandwidth
         return group
+
+    def _bandwidth(self, prefix: str) -> dict[str, Any]:
+        """The API's ``bandwidth`` from the fields ``<prefix>in_average`` ... ``<prefix>out_burst``; empty if none."""
+        bandwidth = {}
+        for direction, key in (("in", "inbound"), ("out", "outbound")):
+            rate = {part: _int(self.cleaned_data[f"{prefix}{direction}_{part}"]) for part in RATE_FIELDS}
+            if any(value is not None for value in rate.values()):
+                bandwidth[key] = rate
+        return bandwidth
 
     def add_refusal(self, details: dict[str, Any], message: str) -> None:
         """Put each refused field's message next to its input (`ipv4.dhcp` → dhcp_start), else on the form."""
@@ -142,6 +145,7 @@ def _form_field(key: str) -> str:
         if sub == "vlan":
             return f"pg{parts[1]}_native" if parts[-1] == "native" else f"pg{parts[1]}_tags"
         if sub == "bandwidth":
-            return f"pg{parts[1]}_out" if len(parts) > 3 and parts[3] == "outbound" else f"pg{parts[1]}_in"
+            direction = "out" if len(parts) > 3 and parts[3] == "outbound" else "in"
+            return f"pg{parts[1]}_{direction}_{parts[4] if len(parts) > 4 else 'average'}"
         return f"pg{parts[1]}_{sub}"
     return head

@@ -2,6 +2,8 @@
 // the chosen mode (elements with data-modes="nat route ...") and its one-sentence explanation, and
 // hides the rest; hidden fields are disabled so they are not sent. Without JavaScript every field
 // shows and the server ignores those that do not apply.
+// Portgroups (tbody[data-portgroup]) open one at a time: the next shows once the one before has a name,
+// and a group's bandwidth row ([data-portgroup-bandwidth]) once it has a name. One with values always shows.
 import { $, $$ } from "./dom.js";
 
 // The bridge field names a new bridge (own-bridge modes) or one the host has.
@@ -21,4 +23,17 @@ if (form) {
   };
   for (const radio of $$('input[name="mode"]', form)) radio.addEventListener("change", show);
   show();
+
+  const groups = $$("tbody[data-portgroup]", form);
+  const filled = (el) => $$('input[type="text"]', el).some((input) => input.value.trim());
+  const named = (group) => Boolean($('input[name$="_name"]', group)?.value.trim());
+  const disclose = () => {
+    groups.forEach((group, index) => {
+      group.hidden = index > 0 && !named(groups[index - 1]) && !filled(group);
+      const bandwidth = $("[data-portgroup-bandwidth]", group);
+      if (bandwidth) bandwidth.hidden = !named(group) && !filled(bandwidth);
+    });
+  };
+  form.addEventListener("input", disclose);
+  disclose();
 }

@@ -6,6 +6,7 @@
 //   [data-vm-addresses="<uuid>"]      a VM's element; inside it (or on it):
 //     [data-nic-addresses="<mac>"]    one NIC's addresses and their source
 //     [data-vm-ips]                   every NIC's addresses (the Overview)
+//     [data-vm-ipv4]                  the first IPv4 address of each NIC (the VM list; templates/vms/list_ipv4.html)
 import { h, within, $$ } from "./dom.js";
 import { onEvents } from "./realtime.js";
 
@@ -32,6 +33,25 @@ export function nicAddresses(nic) {
   return parts;
 }
 
+const LIST_SHOWN = 2; // IPv4 addresses a list row shows before "+N"
+
+/** The first IPv4 address of each NIC, each once (vms/templatetags/vm_addresses.py: first_ipv4). */
+export function firstIpv4(nics) {
+  const found = [];
+  for (const nic of nics) {
+    const first = (nic.addresses || []).find((a) => a.type === "ipv4")?.address;
+    if (first && !found.includes(first)) found.push(first);
+  }
+  return found;
+}
+
+function ipv4Summary(nics) {
+  const ips = firstIpv4(nics);
+  const parts = ips.slice(0, LIST_SHOWN).map((ip) => h("span", { class: "kv-mono kv-ip" }, ip));
+  if (ips.length > LIST_SHOWN) parts.push(h("span", { class: "kv-muted", title: ips.join(", ") }, `+${ips.length - LIST_SHOWN}`));
+  return parts;
+}
+
 export function applyAddresses(message) {
   const nics = new Map((message.nics || []).map((nic) => [String(nic.mac).toLowerCase(), nic]));
   for (const root of $$(`[data-vm-addresses="${CSS.escape(String(message.vm))}"]`)) {
@@ -42,6 +62,7 @@ export function applyAddresses(message) {
       const known = [...nics.values()].filter((nic) => (nic.addresses || []).length);
       cell.replaceChildren(...(known.length ? known.map((nic) => h("span", { class: "kv-ip-nic" }, ...nicAddresses(nic))) : [none()]));
     }
+    for (const cell of within(root, "[data-vm-ipv4]")) cell.replaceChildren(...ipv4Summary(nics.values()));
   }
 }
 

@@ -37,6 +37,9 @@ def lab(alice):
     host = make_host("testhost", uri=TEST_URI, members=(alice,))
     host_reconcile(host=host, inventory=virt.get_inventory(TARGET))
     host_interfaces_refresh(host=host)
+    # The test driver reports eth1 and lo; a real host for bridged networks also has its Linux bridge br0.
+    host.interfaces["items"].append({"name": "br0", "type": "bridge", "active": True})
+    host.save(update_fields=["interfaces"])
     return host
 
 
@@ -172,7 +175,7 @@ BAD = [
     ({"name": "default"}, Conflict, "name", "already has a network named default"),
     ({"portgroups": [{"name": "a"}, {"name": "a"}]}, Invalid, "portgroups.1.name", "two portgroups named a"),
     ({"portgroups": [{"name": "a", "vlan": {"tags": [10]}}]}, Invalid, "portgroups.0.vlan", "Open vSwitch"),
-    ({"bandwidth": {"inbound": {"average": -5}}}, Invalid, "bandwidth.inbound.average", "positive"),
+    ({"bandwidth": {"inbound": {"average": -5}}}, Invalid, "bandwidth.inbound.average", "from 1 to 4194303; got -5"),
     ({"bandwidth": {"outbound": {"average": "fast"}}}, Invalid, "bandwidth.outbound.average", "whole number"),
     ({"mode": "warp"}, Invalid, "mode", "Choose a mode"),
 ]  # fmt: skip
@@ -195,6 +198,52 @@ def test_vlan_ids_outside_0_to_4095_are_refused_on_open_vswitch(ada, lab, queued
     with pytest.raises(Invalid) as refused:
         network_define(actor=actor_of(ada), host=lab, data=body)
     assert refused.value.details == {"portgroups.0.vlan.tags": "A VLAN id is a whole number from 0 to 4095; got 4096."}
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"mode": "bridge", "bridge": {"name": "br9"}}, "testhost has no bridge named br9; its bridges: br0."),
+        ({"mode": "bridge", "bridge": {"name": "eth1"}}, "testhost has no bridge named eth1; its bridges: br0."),
+        (
+            {"mode": "openvswitch", "bridge": {"name": "br0"}},
+            "br0 on testhost is a Linux bridge, not an Open vSwitch one; choose Host bridge.",
+        ),
+    ],
+    ids=["missing", "not-a-bridge", "linux-bridge-for-ovs"],
+)
+def test_a_host_bridge_the_host_does_not_have_is_refused_naming_its_bridges(ada, lab, queued, body, words) -> None:
+    with pytest.raises(Conflict) as refused:
+        network_define(actor=actor_of(ada), host=lab, data={**body, "name": "onbridge"})
+    assert refused.value.details == {"bridge.name": words}
+    assert queued == [] and not Operation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "bridge", "interfaces", "warning"),
+    [
+        ("bridge", "br7", {}, "kvmweb could not check that testhost has the bridge br7: its interfaces are not known."),
+        ("bridge", "br7", {"reported": False, "items": []}, "kvmweb could not check that testhost has the bridge br7"),
+        ("openvswitch", "ovsbr0", None, "kvmweb could not check that testhost has the Open vSwitch bridge ovsbr0."),
+    ],
+    ids=["never-read", "not-reported", "ovs-not-listed"],
+)
+def test_an_unknown_host_bridge_is_defined_with_a_warning(ada, lab, queued, mode, bridge, interfaces, warning) -> None:
+    if interfaces is not None:
+        lab.interfaces = interfaces
+        lab.save(update_fields=["interfaces"])
+    name = unique()
+
+    network = defined(ada, lab, {"mode": mode, "name": name, "bridge": {"name": bridge}})
+
+    op = Operation.objects.get(kind="network.define")
+    assert op.params["warning"].startswith(warning) and op.log[0]["message"] == op.params["warning"]
+    assert network.bridge == bridge
+
+
+def test_a_known_host_bridge_is_defined_without_a_warning(ada, lab, queued) -> None:
+    defined(ada, lab, {"mode": "bridge", "name": unique(), "bridge": {"name": "br0"}})
+    assert "warning" not in Operation.objects.get(kind="network.define").params
 
 
 def _guest_on(name: str, network: str) -> str:
@@ -373,6 +422,38 @@ def test_define_form_renders_and_defines_each_mode(ada, lab, queued, mode) -> No
     assert response.status_code == 302, response.content.decode()[:2000]
     assert run(Operation.objects.get(kind="network.define")).status == Operation.Status.SUCCEEDED
     assert Network.objects.filter(host=lab, name=name).exists()
+
+
+def test_define_form_sends_portgroup_average_peak_and_burst(ada, lab, queued) -> None:
+    from networks.forms import NetworkDefineForm
+
+    rates = {"pg0_in_average": "1000", "pg0_in_peak": "2000", "pg0_in_burst": "512", "pg0_out_peak": ""}
+    form = NetworkDefineForm(
+        {"host": lab.pk, "mode": "isolated", "name": "pgqos", "pg0_name": "slow", "pg1_name": "", **rates},
+        hosts=[(lab.pk, lab.name)],
+    )
+
+    assert form.is_valid(), form.errors
+    assert form.to_data()["portgroups"] == [
+        {"name": "slow", "default": False, "bandwidth": {"inbound": {"average": 1000, "peak": 2000, "burst": 512}}}
+    ]
+
+
+def test_define_form_defines_portgroup_qos_and_puts_its_refusal_next_to_the_field(ada, lab, queued) -> None:
+    client = login(ada)
+    data = {"host": lab.pk, "mode": "isolated", "name": unique(), "delay": "0", "pg0_name": "slow"}
+    qos = {"pg0_out_average": "100", "pg0_out_peak": "300", "pg0_out_burst": "64"}
+
+    refused = client.post("/networks/new/", {**data, "pg0_out_average": "100", "pg0_out_peak": "50"})
+    html = refused.content.decode()
+    assert refused.status_code == 400 and 'id="id_pg0_out_peak"' in html
+    peak_cell = html.split('id="id_pg0_out_peak"')[1][:600]
+    assert "The peak rate (50 kB/s) is below the average rate (100 kB/s)." in peak_cell
+
+    assert client.post("/networks/new/", {**data, **qos}).status_code == 302
+    assert run(Operation.objects.get(kind="network.define")).status == Operation.Status.SUCCEEDED
+    xml = on_host(data["name"]).xml
+    assert "<outbound average='100' peak='300' burst='64'/>" in xml
 
 
 def test_define_form_puts_each_refusal_next_to_its_field(ada, lab, queued) -> None:

@@ -78,10 +78,64 @@ def test_vm_detail_api_has_the_exact_shape(ada):  # type: ignore[no-untyped-def]
     assert set(body) == {
         "uuid", "name", "host", "host_name", "state", "state_reason", "vcpus", "memory_kib", "max_memory_kib",
         "autostart", "persistent", "has_managed_save", "domain_type", "os_type", "arch", "title", "owner",
-        "security_model", "security_label", "version", "first_seen", "state_changed", "gone_since",
+        "security_model", "security_label", "version", "first_seen", "state_changed", "gone_since", "addresses",
         "description", "xml",
     }  # fmt: skip
     assert (body["uuid"], body["owner"], body["host_name"], body["xml"]) == (str(vm.uuid), "carol", "h", "<domain/>")
+
+
+NICS = [
+    {
+        "mac": "52:54:00:aa:bb:01",
+        "name": "eth0",
+        "source": "agent",
+        "addresses": [
+            {"type": "ipv6", "address": "fd77::5", "prefix": 64},
+            {"type": "ipv4", "address": "10.77.0.5", "prefix": 24},
+            {"type": "ipv4", "address": "10.77.0.6", "prefix": 24},
+        ],
+    },
+    {"mac": "52:54:00:aa:bb:02", "name": "eth1", "source": "lease", "addresses": []},
+]
+
+
+def test_vm_api_answers_the_addresses_kept_on_the_row(alice):  # type: ignore[no-untyped-def]
+    vm = make_vm(make_host("h", members=(alice,)), "addressed", owner=alice, addresses=NICS)
+    make_vm(vm.host, "stopped", owner=alice, state="shutoff")
+    client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+
+    listed = {row["name"]: row["addresses"] for row in client.get("/api/v1/vms/").json()["results"]}
+
+    assert listed == {"addressed": NICS, "stopped": []}
+    assert client.get(f"/api/v1/vms/{vm.uuid}/").json()["addresses"] == NICS
+
+
+def test_vm_list_shows_the_first_ipv4_of_each_nic_where_vm_addresses_update_it(alice):  # type: ignore[no-untyped-def]
+    host = make_host("h", members=(alice,))
+    three = [
+        NICS[0],
+        *({"mac": f"52:54:00:aa:bb:2{i}", "addresses": [{"type": "ipv4", "address": f"10.9.0.{i}"}]} for i in (1, 2)),
+    ]
+    one = make_vm(host, "one", owner=alice, addresses=NICS)
+    many = make_vm(host, "many", owner=alice, addresses=three)
+    none = make_vm(host, "none", owner=alice, state="shutoff")
+    client = Client()
+    client.force_login(alice)
+
+    page = client.get("/vms/").content.decode()
+
+    cell = '<td class="kv-hide-phone kv-nowrap" data-vm-ipv4>{}</td>'
+    assert f'data-vm-addresses="{one.uuid}"' in page and "js/vm_nics.js" in page
+    assert cell.format('<span class="kv-mono kv-ip">10.77.0.5</span>') in page  # the first IPv4 only, not IPv6
+    assert (
+        cell.format(
+            '<span class="kv-mono kv-ip">10.77.0.5</span><span class="kv-mono kv-ip">10.9.0.1</span>'
+            '<span class="kv-muted" title="10.77.0.5, 10.9.0.1, 10.9.0.2">+1</span>'
+        )
+        in page
+    )
+    assert f'data-vm-addresses="{many.uuid}"' in page and f'data-vm-addresses="{none.uuid}"' in page
+    assert cell.format("") in page  # a VM that does not run has none
 
 
 def test_hosts_list_counts_only_the_vms_each_user_may_see(ada, alice):  # type: ignore[no-untyped-def]

@@ -274,3 +274,19 @@ def test_the_nics_tab_shows_each_nic_and_its_addresses_from_the_row(domain, netw
     assert '<span class="kv-mono kv-ip">10.77.0.5/24</span>' in page and ">guest agent</span>" in page
     assert 'name="portgroup"' in page and "v10 (VLAN 10)" in page
     assert "Set link down" in page
+
+
+def test_the_hardware_tab_summarises_nics_and_leaves_managing_them_to_the_nics_tab(domain, network, alice):  # type: ignore[no-untyped-def]
+    vm = domain(running=True)
+    network()
+    client = Client()
+    client.force_login(alice)
+
+    page = client.get(f"/vms/{vm.uuid}/").content.decode()
+
+    hardware = page.split('id="tab-hardware"')[1].split('id="tab-nics"')[0]
+    card = hardware.split('id="hw-nics"')[1].split("</section>")[0]
+    assert '<a class="btn btn-sm" href="#nics" data-open-tab="nics">' in card
+    assert "<strong>default</strong>" in card and '<span class="kv-mono">52:54:00:aa:bb:01</span>' in card
+    assert "<form" not in card and "attach-nic" not in hardware and "detach-nic" not in hardware
+    assert page.count("/actions/attach-nic/") == 1  # the NICs tab's form only

@@ -20,7 +20,7 @@ from typing import Any
 from kvmweb import virt
 from kvmweb.errors import Invalid
 from kvmweb.virt.xml import DomainDevices, NicInfo, domain_devices
-from kvmweb.virt.xml.domain_spec import BandwidthLimit, NicBandwidth
+from kvmweb.virt.xml.bandwidth import Bandwidth, Rate
 from kvmweb.virt.xml.network_spec import Portgroup
 from kvmweb.virt.xml.network_xml import network_info
 from networks.models import Network
@@ -132,16 +132,16 @@ def check_update_nic(vm: VirtualMachine, given: dict[str, Any]) -> dict[str, Any
     return clean
 
 
-def bandwidth_spec(raw: Mapping[str, Any] | None) -> NicBandwidth | None:
+def bandwidth_spec(raw: Mapping[str, Any] | None) -> Bandwidth | None:
     """The checked JSON of `_bandwidth` (as kept in an operation's parameters) as the adapter's value."""
     if raw is None:
         return None
     limits = {
-        direction: BandwidthLimit(int(part["average"]), part.get("peak"), part.get("burst"))
+        direction: Rate(int(part["average"]), part.get("peak"), part.get("burst"))
         for direction in DIRECTIONS
         if isinstance(part := raw.get(direction), Mapping)
     }
-    return NicBandwidth(inbound=limits.get("inbound"), outbound=limits.get("outbound"))
+    return Bandwidth(inbound=limits.get("inbound"), outbound=limits.get("outbound"))
 
 
 # -- what the database knows ------------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ def _bandwidth(given: Mapping[str, Any], errors: dict[str, str], *, listed: bool
             errors[f"bandwidth.{direction}"] = f"{label} bandwidth needs an average rate (kB/s)."
             continue
         try:
-            limit = BandwidthLimit(**numbers)  # type: ignore[arg-type]
+            limit = Rate(**numbers)  # type: ignore[arg-type]
         except virt.InvalidArgument as exc:
             errors[f"bandwidth.{direction}"] = f"{label}: {exc.message}"
             continue
@@ -327,7 +327,7 @@ def _bandwidth(given: Mapping[str, Any], errors: dict[str, str], *, listed: bool
     return clean
 
 
-def _limits(bandwidth: Mapping[str, Any]) -> NicBandwidth | None:
+def _limits(bandwidth: Mapping[str, Any]) -> Bandwidth | None:
     spec = bandwidth_spec(bandwidth)
     return None if spec is None or spec.empty else spec
 

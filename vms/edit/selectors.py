@@ -53,7 +53,6 @@ class Hardware:
     pools: list[StoragePool]
     isos: list[Volume]
     free_volumes: list[Volume]
-    networks: list[Network]
     refusal: dict[str, str]
     pending: dict[str, Any]
     memory_mib: int
@@ -107,7 +106,6 @@ def vm_hardware(vm: VirtualMachine) -> Hardware:
             for volume in active
             if not checks.is_iso(volume) and volume.format in checks.DISK_FORMATS and volume.path not in used
         ],
-        networks=networks,
         refusal=refusal,
         pending=dict(vm.pending or {}),
         memory_mib=vm.memory_kib // 1024,

@@ -16,13 +16,12 @@ from xml.parsers import expat
 
 from kvmweb.virt.errors import InvalidArgument, UnsafeXML
 from kvmweb.virt.types import _Serializable
+from kvmweb.virt.xml.bandwidth import Bandwidth, bandwidth_element, read_bandwidth
 from kvmweb.virt.xml.checks import check_absolute_path, check_choice, check_pattern, require
 from kvmweb.virt.xml.domain_spec import (
     _NAME,  # the rule DomainSpec applies to names
     _OBJECT_NAME,
-    BandwidthLimit,
     LinkState,
-    NicBandwidth,
 )
 from kvmweb.virt.xml.safe import parse
 
@@ -62,7 +61,7 @@ class NicInfo(_Serializable):
     model: str | None
     portgroup: str | None
     link_state: str
-    bandwidth: NicBandwidth | None = None  # None: no <bandwidth> (or nothing readable in it)
+    bandwidth: Bandwidth | None = None  # None: no <bandwidth> (or nothing readable in it)
     target_dev: str | None = None  # the host's tap device while the VM runs (vnet0)
 
 
@@ -113,30 +112,9 @@ def _nic_info(nic: ET.Element) -> NicInfo:
         model=_attr(nic.find("model"), "type"),
         portgroup=_attr(source, "portgroup"),
         link_state=_attr(nic.find("link"), "state") or "up",
-        bandwidth=_bandwidth_info(nic.find("bandwidth")),
+        bandwidth=read_bandwidth(nic.find("bandwidth")),
         target_dev=_attr(nic.find("target"), "dev"),
     )
-
-
-def _bandwidth_info(element: ET.Element | None) -> NicBandwidth | None:
-    if element is None:
-        return None
-    limits = {}
-    for direction in ("inbound", "outbound"):
-        found = element.find(direction)
-        average = _number(found, "average")
-        if found is not None and average is not None and average > 0:
-            limits[direction] = BandwidthLimit(average, _number(found, "peak"), _number(found, "burst"))
-    try:
-        bandwidth = NicBandwidth(inbound=limits.get("inbound"), outbound=limits.get("outbound"))
-    except InvalidArgument:  # numbers kvmweb would refuse (set outside it): show none rather than fail
-        return None
-    return None if bandwidth.empty else bandwidth
-
-
-def _number(element: ET.Element | None, name: str) -> int | None:
-    value = _attr(element, name)
-    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
 
 
 def _boot_order(root: ET.Element) -> tuple[str, ...]:
@@ -201,20 +179,6 @@ def check_mac(mac: str) -> None:
 # -- editing devices -----------------------------------------------------------------------------
 
 
-def bandwidth_element(bandwidth: NicBandwidth) -> ET.Element:
-    """``<bandwidth>`` with an ``<inbound>`` and/or ``<outbound>``; empty when ``bandwidth`` has no limits."""
-    element = ET.Element("bandwidth")
-    for direction, limit in (("inbound", bandwidth.inbound), ("outbound", bandwidth.outbound)):
-        if limit is not None:
-            attributes = {"average": str(limit.average)}
-            if limit.peak is not None:
-                attributes["peak"] = str(limit.peak)
-            if limit.burst is not None:
-                attributes["burst"] = str(limit.burst)
-            ET.SubElement(element, direction, attributes)
-    return element
-
-
 @dataclass(frozen=True, slots=True)
 class NicChange:
     """What ``interface_update_xml`` changes on one NIC; None leaves that part as it is.
@@ -223,13 +187,13 @@ class NicChange:
     """
 
     link: LinkState | None = None
-    bandwidth: NicBandwidth | None = None
+    bandwidth: Bandwidth | None = None
     portgroup: str | None = None
 
     def __post_init__(self) -> None:
         if self.link is not None:
             check_choice("Link state", self.link, ("up", "down"))
-        require(self.bandwidth is None or isinstance(self.bandwidth, NicBandwidth), "Bandwidth must be a NicBandwidth.")
+        require(self.bandwidth is None or isinstance(self.bandwidth, Bandwidth), "Bandwidth must be a Bandwidth.")
         if self.portgroup:
             check_pattern("Port group", self.portgroup, _OBJECT_NAME, "is not a valid name")
         require(

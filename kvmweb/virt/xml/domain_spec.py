@@ -12,6 +12,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from kvmweb.virt.xml.bandwidth import Bandwidth
 from kvmweb.virt.xml.checks import (
     check_absolute_path,
     check_choice,
@@ -109,51 +110,6 @@ class DiskSpec:
         return self.source_file is not None or self.volume is not None
 
 
-# libvirt's units: kB/s for rates and KiB for bursts. The kernel's traffic control takes rates in
-# bytes per second as 32-bit numbers, hence the ceiling (about 34 Gbit/s).
-MAX_RATE_KBPS = 4_194_303
-MAX_BURST_KIB = 4_194_303
-
-
-@dataclass(frozen=True, slots=True)
-class BandwidthLimit:
-    """One direction of a NIC's traffic shaping: ``average`` and ``peak`` in kB/s, ``burst`` in KiB."""
-
-    average: int
-    peak: int | None = None
-    burst: int | None = None
-
-    def __post_init__(self) -> None:
-        check_int("Average rate (kB/s)", self.average, 1, MAX_RATE_KBPS)
-        if self.peak is not None:
-            check_int("Peak rate (kB/s)", self.peak, 1, MAX_RATE_KBPS)
-            require(
-                self.peak >= self.average,
-                f"The peak rate ({self.peak} kB/s) is below the average rate ({self.average} kB/s).",
-            )
-        if self.burst is not None:
-            check_int("Burst (KiB)", self.burst, 1, MAX_BURST_KIB)
-
-
-@dataclass(frozen=True, slots=True)
-class NicBandwidth:
-    """A NIC's limits, seen from the guest's side of the host: ``inbound`` is what the guest receives.
-
-    Both None means no limits (an empty ``<bandwidth/>`` clears them on update).
-    """
-
-    inbound: BandwidthLimit | None = None
-    outbound: BandwidthLimit | None = None
-
-    def __post_init__(self) -> None:
-        for limit in (self.inbound, self.outbound):
-            require(limit is None or isinstance(limit, BandwidthLimit), "A bandwidth limit must be a BandwidthLimit.")
-
-    @property
-    def empty(self) -> bool:
-        return self.inbound is None and self.outbound is None
-
-
 @dataclass(frozen=True, slots=True)
 class NicSpec:
     network: str | None = None
@@ -162,7 +118,7 @@ class NicSpec:
     model: NicModel = "virtio"
     portgroup: str | None = None
     link: LinkState = "up"
-    bandwidth: NicBandwidth | None = None
+    bandwidth: Bandwidth | None = None
 
     def __post_init__(self) -> None:
         require(
@@ -188,8 +144,8 @@ class NicSpec:
             )
         check_choice("Link state", self.link, get_args(LinkState))
         require(
-            self.bandwidth is None or isinstance(self.bandwidth, NicBandwidth),
-            "A NIC's bandwidth must be a NicBandwidth.",
+            self.bandwidth is None or isinstance(self.bandwidth, Bandwidth),
+            "A NIC's bandwidth must be a Bandwidth.",
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from kvmweb.virt.xml.domain_edit import bandwidth_element
+from kvmweb.virt.xml.bandwidth import bandwidth_element
 from kvmweb.virt.xml.domain_spec import (
     DiskSpec,
     DomainSpec,

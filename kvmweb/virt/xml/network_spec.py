@@ -15,7 +15,8 @@ networks, not macvtap or Open vSwitch ones; VLAN tags (also trunk and native VLA
 Open vSwitch networks (and SR-IOV ``hostdev`` networks, which kvmweb does not define). A portgroup's
 bandwidth applies to each guest NIC in it, which libvirt supports for every mode here.
 
-Each refusal is a ``NetworkSpecRefused`` naming the field (as the API's body spells it).
+Each refusal is a ``NetworkSpecRefused`` naming the field (as the API's body spells it). Bandwidth
+limits are the shared ``kvmweb.virt.xml.bandwidth`` type, checked when each ``Rate`` is made.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from kvmweb.virt.errors import InvalidArgument
+from kvmweb.virt.xml.bandwidth import Bandwidth
 from kvmweb.virt.xml.checks import check_text, require
 from kvmweb.virt.xml.safe import parse
 
@@ -35,7 +37,6 @@ OWN_BRIDGE_MODES = ("nat", "route", "isolated")  # libvirt makes the bridge (vir
 HOST_BRIDGE_MODES = ("bridge", "openvswitch")  # a bridge the host already has
 BANDWIDTH_MODES = ("nat", "route", "isolated", "bridge")
 VLAN_MODES = ("openvswitch",)
-MAX_RATE = 2**32 - 1  # kB/s or KiB; far beyond any NIC
 
 # It becomes a file name under /etc/libvirt/qemu/networks.
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
@@ -79,46 +80,6 @@ def check_ifname(value: object, field: str, what: str) -> None:
         field,
         f"The {what} must be an interface name: up to 15 letters, digits, '-', '_' or '.'; got {value!r}.",
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """One direction's limit: average and peak in kB/s, burst in KiB, as libvirt takes them."""
-
-    average: int
-    peak: int | None = None
-    burst: int | None = None
-
-    def check(self, field: str) -> None:
-        refuse(
-            _whole(self.average, 1, MAX_RATE),
-            f"{field}.average",
-            "The average rate must be a positive whole number of kB/s.",
-        )
-        if self.peak is not None:
-            refuse(
-                _whole(self.peak, 1, MAX_RATE),
-                f"{field}.peak",
-                "The peak rate must be a positive whole number of kB/s.",
-            )
-            refuse(self.peak >= self.average, f"{field}.peak", "The peak rate cannot be below the average rate.")
-        if self.burst is not None:
-            refuse(
-                _whole(self.burst, 1, MAX_RATE), f"{field}.burst", "The burst must be a positive whole number of KiB."
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class Bandwidth:
-    inbound: Rate | None = None
-    outbound: Rate | None = None
-
-    def check(self, field: str) -> None:
-        refuse(self.inbound is not None or self.outbound is not None, field, "Give an inbound or outbound limit.")
-        if self.inbound is not None:
-            self.inbound.check(f"{field}.inbound")
-        if self.outbound is not None:
-            self.outbound.check(f"{field}.outbound")
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +228,7 @@ class NetworkSpec:
                 "bandwidth",
                 f"libvirt has no network-wide bandwidth limit for {self.mode} networks; set it per portgroup instead.",
             )
-            self.bandwidth.check("bandwidth")
+            refuse(not self.bandwidth.empty, "bandwidth", "Give an inbound or outbound limit.")
 
     def _not_here(self, what: str) -> str:
         return f"A {self.mode} network takes no {what}."
@@ -315,7 +276,7 @@ class NetworkSpec:
                 )
                 group.vlan.check(f"{field}.vlan")
             if group.bandwidth is not None:
-                group.bandwidth.check(f"{field}.bandwidth")
+                refuse(not group.bandwidth.empty, f"{field}.bandwidth", "Give an inbound or outbound limit.")
 
 
 def check_network_xml(xml: str) -> str:

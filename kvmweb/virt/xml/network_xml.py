@@ -6,7 +6,8 @@ import ipaddress
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from kvmweb.virt.xml.network_spec import Bandwidth, IpSpec, NetworkSpec, Portgroup, Rate, Vlan
+from kvmweb.virt.xml.bandwidth import Bandwidth, bandwidth_element, read_bandwidth
+from kvmweb.virt.xml.network_spec import IpSpec, NetworkSpec, Portgroup, Vlan
 from kvmweb.virt.xml.safe import parse
 
 
@@ -34,7 +35,7 @@ def build_network_xml(spec: NetworkSpec) -> str:
     if spec.mode == "openvswitch":
         ET.SubElement(root, "virtualport", type="openvswitch")
     if spec.bandwidth is not None:
-        _bandwidth(root, spec.bandwidth)
+        root.append(bandwidth_element(spec.bandwidth))
     for group in spec.portgroups:
         _portgroup(root, group)
     if spec.ipv4 is not None:
@@ -43,18 +44,6 @@ def build_network_xml(spec: NetworkSpec) -> str:
         _ip(root, spec.ipv6, family="ipv6")
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="unicode") + "\n"
-
-
-def _bandwidth(parent: ET.Element, bandwidth: Bandwidth) -> None:
-    element = ET.SubElement(parent, "bandwidth")
-    for direction, rate in (("inbound", bandwidth.inbound), ("outbound", bandwidth.outbound)):
-        if rate is None:
-            continue
-        limit = ET.SubElement(element, direction, average=str(rate.average))
-        if rate.peak is not None:
-            limit.set("peak", str(rate.peak))
-        if rate.burst is not None:
-            limit.set("burst", str(rate.burst))
 
 
 def _portgroup(parent: ET.Element, group: Portgroup) -> None:
@@ -70,7 +59,7 @@ def _portgroup(parent: ET.Element, group: Portgroup) -> None:
             if group.vlan.native == tag:
                 tag_element.set("nativeMode", "untagged")
     if group.bandwidth is not None:
-        _bandwidth(element, group.bandwidth)
+        element.append(bandwidth_element(group.bandwidth))
 
 
 def _ip(parent: ET.Element, ip: IpSpec, *, family: str | None) -> None:
@@ -135,7 +124,7 @@ def network_info(xml: str) -> NetworkInfo:
         forward_dev=forward_dev,
         ips=tuple(_read_ip(element) for element in root.findall("ip")),
         portgroups=tuple(_read_portgroup(element) for element in root.findall("portgroup")),
-        bandwidth=_read_bandwidth(root.find("bandwidth")),
+        bandwidth=read_bandwidth(root.find("bandwidth")),
     )
 
 
@@ -174,20 +163,6 @@ def _read_ip(element: ET.Element) -> NetworkIp:
     )
 
 
-def _read_rate(element: ET.Element | None) -> Rate | None:
-    if element is None:
-        return None
-    return Rate(
-        average=_int(element.get("average")) or 0, peak=_int(element.get("peak")), burst=_int(element.get("burst"))
-    )
-
-
-def _read_bandwidth(element: ET.Element | None) -> Bandwidth | None:
-    if element is None:
-        return None
-    return Bandwidth(inbound=_read_rate(element.find("inbound")), outbound=_read_rate(element.find("outbound")))
-
-
 def _read_portgroup(element: ET.Element) -> Portgroup:
     vlan_element = element.find("vlan")
     vlan = None
@@ -199,5 +174,5 @@ def _read_portgroup(element: ET.Element) -> Portgroup:
         name=element.get("name", ""),
         default=element.get("default") == "yes",
         vlan=vlan,
-        bandwidth=_read_bandwidth(element.find("bandwidth")),
+        bandwidth=read_bandwidth(element.find("bandwidth")),
     )

@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 
 from kvmweb import virt
+from kvmweb.virt.xml.bandwidth import Bandwidth, BandwidthRefused, Rate
 from kvmweb.virt.xml.network_spec import (
-    Bandwidth,
     IpSpec,
     NetworkSpec,
     NetworkSpecRefused,
     Portgroup,
-    Rate,
     Vlan,
     check_network_xml,
 )
@@ -116,10 +115,8 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "vlan on nat": (dict(portgroups=(Portgroup("v", vlan=Vlan((10,))),)), "portgroups.0.vlan"),
     "duplicate portgroup": (dict(portgroups=(Portgroup("a"), Portgroup("a"))), "portgroups.1.name"),
     "two defaults": (dict(portgroups=(Portgroup("a", True), Portgroup("b", True))), "portgroups.1.default"),
-    "zero rate": (dict(bandwidth=Bandwidth(inbound=Rate(0))), "bandwidth.inbound.average"),
-    "peak below average": (dict(bandwidth=Bandwidth(inbound=Rate(100, 50))), "bandwidth.inbound.peak"),
-    "negative burst": (dict(bandwidth=Bandwidth(outbound=Rate(100, None, -1))), "bandwidth.outbound.burst"),
     "empty bandwidth": (dict(bandwidth=Bandwidth()), "bandwidth"),
+    "empty portgroup bandwidth": (dict(portgroups=(Portgroup("a", bandwidth=Bandwidth()),)), "portgroups.0.bandwidth"),
 }
 
 
@@ -128,6 +125,16 @@ def test_bad_nat_values_are_refused_naming_the_field(case: str) -> None:
     changes, field = BAD[case]
     with pytest.raises(NetworkSpecRefused) as refused:
         replace(NAT, **changes)
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("numbers", "field"), [((0,), "average"), ((100, 50), "peak"), ((100, None, -1), "burst"), ((2**32,), "average")]
+)
+def test_a_bad_rate_is_refused_when_made_naming_its_field(numbers: tuple[Any, ...], field: str) -> None:
+    """Networks, portgroups and NICs share the type: the caller puts the field after where the rate sits."""
+    with pytest.raises(BandwidthRefused) as refused:
+        Rate(*numbers)
     assert refused.value.field == field
 
 

@@ -11,10 +11,10 @@ import pytest
 from kvmweb import virt
 from kvmweb.virt.devices import IpAddress, NicAddresses, get_interface_addresses, update_nic
 from kvmweb.virt.xml import NicSpec, domain_devices, interface_element, parse_xml
+from kvmweb.virt.xml.bandwidth import Bandwidth, Rate
 from kvmweb.virt.xml.domain_edit import NicChange, interface_update_xml
-from kvmweb.virt.xml.domain_spec import BandwidthLimit, NicBandwidth
 
-LIMITS = NicBandwidth(inbound=BandwidthLimit(1000, 2000, 1024), outbound=BandwidthLimit(500))
+LIMITS = Bandwidth(inbound=Rate(1000, 2000, 1024), outbound=Rate(500))
 
 RUNNING_NIC = """<interface type='network'>
   <mac address='52:54:00:12:34:56'/>
@@ -57,10 +57,10 @@ def test_a_plain_nic_has_no_link_or_bandwidth_element() -> None:
     ("make", "message"),
     [
         (lambda: NicSpec(network="a", link="sideways"), "Link state must be one of"),  # type: ignore[arg-type]
-        (lambda: BandwidthLimit(0), r"Average rate \(kB/s\) must be a whole number from 1"),
-        (lambda: BandwidthLimit(100, peak=50), r"peak rate \(50 kB/s\) is below the average rate \(100 kB/s\)"),
-        (lambda: BandwidthLimit(100, burst=-1), r"Burst \(KiB\) must be a whole number"),
-        (lambda: BandwidthLimit(10**10), "must be a whole number from 1 to 4194303"),
+        (lambda: Rate(0), r"Average rate \(kB/s\) must be a whole number from 1"),
+        (lambda: Rate(100, peak=50), r"peak rate \(50 kB/s\) is below the average rate \(100 kB/s\)"),
+        (lambda: Rate(100, burst=-1), r"Burst \(KiB\) must be a whole number"),
+        (lambda: Rate(10**10), "must be a whole number from 1 to 4194303"),
         (lambda: NicChange(), "Say what to change"),
         (lambda: NicChange(portgroup="bad name"), "Port group"),
     ],
@@ -87,9 +87,7 @@ def test_the_update_keeps_the_device_and_changes_only_what_was_asked() -> None:
 
 
 def test_empty_bandwidth_removes_the_limits_and_a_port_group_is_set() -> None:
-    updated = parse_xml(
-        interface_update_xml(parse_xml(RUNNING_NIC), NicChange(bandwidth=NicBandwidth(), portgroup="v20"))
-    )
+    updated = parse_xml(interface_update_xml(parse_xml(RUNNING_NIC), NicChange(bandwidth=Bandwidth(), portgroup="v20")))
 
     assert updated.find("bandwidth") is None
     assert updated.find("source").get("portgroup") == "v20"  # type: ignore[union-attr]
@@ -112,7 +110,7 @@ def test_a_nics_bandwidth_link_and_tap_are_read_back() -> None:
     (nic,) = domain_devices(domain).nics
 
     assert (nic.portgroup, nic.link_state, nic.target_dev) == ("v10", "down", "vnet3")
-    assert nic.bandwidth == NicBandwidth(inbound=BandwidthLimit(10))
+    assert nic.bandwidth == Bandwidth(inbound=Rate(10))
     assert nic.to_dict()["bandwidth"] == {"inbound": {"average": 10, "peak": None, "burst": None}, "outbound": None}
 
 
