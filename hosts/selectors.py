@@ -52,7 +52,13 @@ HOST_PAGE_VMS = 200
 
 def host_inventory(user: AbstractBaseUser | AnonymousUser, host: Host) -> dict[str, Any]:
     """The host page's VMs (those the user may see), networks and pools, from the index only."""
-    vms = access.visible_vms(user).filter(host=host).exclude(state="gone").select_related("owner").defer("xml")
+    vms = (
+        access.visible_vms(user)
+        .filter(host=host)
+        .exclude(state="gone")
+        .select_related("owner")
+        .defer("xml", "xml_inactive")
+    )
     return {
         "vms": list(vms.order_by("name")[:HOST_PAGE_VMS]),
         "vm_total": vms.count(),

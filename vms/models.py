@@ -40,6 +40,10 @@ class VirtualMachine(models.Model):
     security_model = models.CharField(max_length=32, blank=True)
     security_label = models.CharField(max_length=255, blank=True)
     xml = models.TextField(blank=True)
+    # The persistent definition (the next boot's) when it differs from the live `xml`, i.e. while a
+    # persistent VM runs with changes made since it started; empty otherwise. Pages and the XML
+    # editor read it from here: a page never asks libvirt.
+    xml_inactive = models.TextField(blank=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="vms"
     )

@@ -20,7 +20,7 @@ SORTS = {
     "changed": ("state_changed", "name"),
 }
 # The big text columns stay in the database for list pages.
-LIST_DEFERRED = ("xml", "description")
+LIST_DEFERRED = ("xml", "xml_inactive", "description")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from vms.models import VirtualMachine
 OBSERVED = (
     "host_id", "name", "state", "state_reason", "vcpus", "memory_kib", "max_memory_kib", "autostart",
     "persistent", "has_managed_save", "domain_type", "os_type", "arch", "title", "description",
-    "security_model", "security_label", "xml",
+    "security_model", "security_label", "xml", "xml_inactive",
 )  # fmt: skip
 ACTIVE_STATES = {"running", "paused", "blocked", "shutdown", "pmsuspended"}
 
@@ -54,6 +54,7 @@ def observed_fields(host: Host, record: virt.DomainRecord) -> dict[str, Any]:
         "security_model": record.security_model or "",
         "security_label": record.security_label or "",
         "xml": record.xml or "",
+        "xml_inactive": record.xml_inactive,
     }
 
 

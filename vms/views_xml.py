@@ -1,7 +1,8 @@
 """The VM's XML editor pages and its Logs tab body.
 
-No page here calls libvirt: the editor's script fetches the definition from the API, the review
-diffs the text the browser sent against the text it had loaded, and the logs are file reads.
+No page here calls libvirt: the editor's script fetches the definition from the API, which reads
+kvmweb's copy in the VM's row, the review diffs the text the browser sent against the text it had
+loaded, and the logs are file reads.
 """
 
 from uuid import UUID

@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from kvmweb import virt
-from kvmweb.errors import Invalid
+from kvmweb.errors import Invalid, NotVisible
 from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
 from kvmweb.operations.services import Progress
@@ -36,8 +36,14 @@ LINE_SUFFIX = re.compile(r"\s*\(line (\d+)\)\s*$")
 
 
 def vm_xml_read(*, vm: VirtualMachine, inactive: bool = True) -> str:
-    """The domain XML as libvirt has it now: the persistent definition when `inactive`."""
-    return virt.get_domain_xml(vm.host.virt_target(), str(vm.uuid), inactive=inactive)
+    """The domain XML as libvirt last reported it (no secrets): the persistent definition when `inactive`.
+
+    Read from the row, never from the host: the events process and every operation's refresh keep
+    it current. Where the persistent definition equals the live one, only the live one is stored.
+    """
+    if vm.is_gone:
+        raise NotVisible(f"The virtual machine was not found: {vm.name} is no longer on {vm.host.name}.")
+    return (vm.xml_inactive or vm.xml) if inactive else vm.xml
 
 
 # -- checking -------------------------------------------------------------------------------------

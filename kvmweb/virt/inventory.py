@@ -4,18 +4,25 @@
 objects, plus one XML read per domain, network and volume and two reads per pool:
 
     domains   getAllDomainStats (state, vcpu, balloon; NOWAIT) + listAllDomains filtered by
-              PERSISTENT, AUTOSTART and MANAGEDSAVE            4 calls, then XMLDesc per domain
+              PERSISTENT, AUTOSTART and MANAGEDSAVE            4 calls, then XMLDesc per domain,
+              and XMLDesc(INACTIVE) per running persistent domain
     networks  listAllNetworks, then filtered by ACTIVE, PERSISTENT, AUTOSTART
                                                                4 calls, then XMLDesc per network
     pools     listAllStoragePools, then filtered by ACTIVE, PERSISTENT, AUTOSTART
                                                                4 calls, then info + XMLDesc per pool
     volumes   listAllVolumes per active pool, then XMLDesc per volume
 
-so at most 12 + D + N + 2P + A + V round trips for D domains, N networks, P pools (A active)
-and V volumes (a host without networks or pools skips their three filtered lists).
+so at most 12 + D + R + N + 2P + A + V round trips for D domains (R of them running and
+persistent), N networks, P pools (A active) and V volumes (a host without networks or pools skips
+their three filtered lists).
+
+Only a running persistent domain has two definitions: the live one, and the persistent one it boots
+with next, which edits change. A shut-off domain's live XML is its persistent definition and a
+transient domain has none, so their ``xml_inactive`` is empty without a round trip. Neither read
+asks for VIR_DOMAIN_XML_SECURE, so passwords stay on the host.
 
 The volume XML is the cheapest way to a volume's format: it costs the host the same refresh as
-``virStorageVolGetInfo`` and also carries type, sizes, path and backing store, which would
+``virStorageVolGetInfo`` and also carries type, sizes, path, backing store and encryption, which would
 otherwise take ``info()`` plus ``path()`` on top of it.
 
 Name, UUID and id of a listed object are read from the object libvirt returned, without a round
@@ -66,18 +73,21 @@ def get_inventory(target: HostTarget) -> HostInventory:
 
 
 def get_domain_record(target: HostTarget, uuid: str) -> DomainRecord:
-    """One domain, as get_inventory reports it (6 calls; for a single event, not for listing)."""
+    """One domain, as get_inventory reports it (6 calls, 7 running and persistent; for a single event)."""
     with connect(target) as conn:
         dom = lookup.domain(conn, uuid)
         records = domain_list_stats(conn, [dom], _DOMAIN_GROUPS)
         if not records:
             raise NotFound("The virtual machine was not found.")
         [(_dom, stats)] = records
+        xml = dom.XMLDesc(0)
+        persistent = bool(dom.isPersistent())
         return _domain_record(
             dom,
             stats,
-            dom.XMLDesc(0),
-            persistent=bool(dom.isPersistent()),
+            xml,
+            _inactive_xml(dom, xml, persistent),
+            persistent=persistent,
             autostart=bool(dom.autostart()),
             has_managed_save=bool(dom.hasManagedSaveImage(0)),
         )
@@ -133,15 +143,17 @@ def _all_domains(conn: Connection) -> list[DomainRecord]:
     managed_save = _uuids(conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE))
     domains = []
     for dom, stats in records:
-        xml = _unless_gone(_NO_DOMAIN, dom.XMLDesc, 0)
-        if xml is None:
-            continue
         uuid = str(dom.UUIDString())
+        xml = _unless_gone(_NO_DOMAIN, dom.XMLDesc, 0)
+        inactive = None if xml is None else _unless_gone(_NO_DOMAIN, _inactive_xml, dom, xml, uuid in persistent)
+        if xml is None or inactive is None:
+            continue
         domains.append(
             _domain_record(
                 dom,
                 stats,
                 xml,
+                inactive,
                 persistent=uuid in persistent,
                 autostart=uuid in autostart,
                 has_managed_save=uuid in managed_save,
@@ -150,10 +162,19 @@ def _all_domains(conn: Connection) -> list[DomainRecord]:
     return domains
 
 
+def _inactive_xml(dom: LibvirtObject, xml: str, persistent: bool) -> str:
+    """The persistent definition where it can differ from the live ``xml`` (see the module docstring)."""
+    if not persistent or dom.ID() < 0:
+        return ""
+    inactive = str(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    return "" if inactive == xml else inactive
+
+
 def _domain_record(
     dom: LibvirtObject,
     stats: dict[str, Any],
     xml: str,
+    xml_inactive: str,
     *,
     persistent: bool,
     autostart: bool,
@@ -176,6 +197,7 @@ def _domain_record(
         autostart=autostart,
         persistent=persistent,
         xml=xml,
+        xml_inactive=xml_inactive,
         has_managed_save=has_managed_save,
         title=facts.title,
         description=facts.description,
@@ -280,23 +302,27 @@ def _volumes_of(pool: LibvirtObject, pool_uuid: str) -> list[VolumeRecord]:
     records = []
     for vol in volumes or ():
         xml = _unless_gone(_NO_VOLUME, vol.XMLDesc, 0)
-        if xml is None:
-            continue
-        facts = volume_facts(xml)
-        records.append(
-            VolumeRecord(
-                pool_uuid=pool_uuid,
-                name=str(vol.name()),
-                key=str(vol.key()),
-                path=facts.path,
-                type=facts.type,
-                format=facts.format,
-                capacity=facts.capacity,
-                allocation=facts.allocation,
-                backing_path=facts.backing_path,
-            )
-        )
+        if xml is not None:
+            records.append(volume_record(vol, xml, pool_uuid))
     return records
+
+
+def volume_record(vol: LibvirtObject, xml: str, pool_uuid: str) -> VolumeRecord:
+    """A volume's record from its XML (name and key are read without a round trip)."""
+    facts = volume_facts(xml)
+    return VolumeRecord(
+        pool_uuid=pool_uuid,
+        name=str(vol.name()),
+        key=str(vol.key()),
+        path=facts.path,
+        type=facts.type,
+        format=facts.format,
+        capacity=facts.capacity,
+        allocation=facts.allocation,
+        backing_path=facts.backing_path,
+        encryption=facts.encryption,
+        secret_uuid=facts.secret_uuid,
+    )
 
 
 # Helpers

@@ -110,7 +110,8 @@ class DomainSummary(_Serializable):
 class DomainRecord(_Serializable):
     """Everything the inventory keeps about one domain, as libvirt last reported it.
 
-    ``xml`` is the live definition (never with secrets). Sizes are KiB. ``security_label`` and
+    ``xml`` is the live definition and ``xml_inactive`` the persistent one where it differs (a running
+    persistent domain), else empty; neither carries secrets. Sizes are KiB. ``security_label`` and
     ``security_model`` come from the first ``<seclabel>`` that carries a label.
     """
 
@@ -133,6 +134,7 @@ class DomainRecord(_Serializable):
     os_type: str | None
     arch: str | None
     domain_type: str | None
+    xml_inactive: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,8 @@ class VolumeRecord(_Serializable):
     capacity: int | None
     allocation: int | None
     backing_path: str | None
+    encryption: str | None = None  # "luks" for an encrypted volume (its <encryption format>)
+    secret_uuid: str | None = None  # the libvirt secret holding its passphrase, when the host has one
 
 
 @dataclass(frozen=True, slots=True)

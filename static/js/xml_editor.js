@@ -125,8 +125,10 @@ function init(root) {
 
   // -- loading the definition -------------------------------------------------------------------
 
-  async function loadFromHost() {
-    status.textContent = "Loading the definition from the host…";
+  // The VM editor's source is kvmweb's copy, kept current by the events process; the network
+  // editor's still reads the host. So the words say neither.
+  async function load() {
+    status.textContent = "Loading the definition…";
     text.readOnly = true;
     try {
       const response = await csrfFetch(root.dataset.sourceUrl, { headers: { Accept: "application/json" } });
@@ -145,7 +147,7 @@ function init(root) {
       applied = false;
       clearError();
       const now = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-      status.textContent = `Loaded from the host at ${now}`;
+      status.textContent = `Loaded at ${now}`;
     } catch {
       status.textContent = "Not loaded";
       showError({ title: "The definition could not be loaded", message: "The request failed: is the connection down?" });
@@ -322,12 +324,12 @@ function init(root) {
   form.addEventListener("submit", review);
   $("[data-xml-goto]", errorBox).addEventListener("click", () => errorLine && goToLine(errorLine));
   $("[data-xml-reload]", root).addEventListener("click", () => {
-    if (dirty() && !window.confirm("Discard your edits and load the definition from the host again?")) return;
-    loadFromHost();
+    if (dirty() && !window.confirm("Discard your edits and load the definition again?")) return;
+    load();
   });
   $("[data-xml-again]", applyPane)?.addEventListener("click", () => {
     showPane("edit");
-    loadFromHost();
+    load();
   });
   window.addEventListener("beforeunload", (event) => {
     if (dirty() || applying) event.preventDefault();
@@ -345,6 +347,6 @@ function init(root) {
     }
   } else {
     numberLines();
-    loadFromHost();
+    load();
   }
 }

@@ -77,6 +77,12 @@ def test_a_valid_change_reaches_the_persistent_definition(setup) -> None:  # typ
     assert "<description>edited by the xml lab test</description>" in dumpxml(guest)
     assert "keeps its current configuration" in op.result["note"]
     assert guest.is_running()
+    # The editor reads kvmweb's copy, which the worker refreshed: loading again shows the new
+    # definition, while the running guest's live XML keeps the old description until it reboots.
+    again = setup["api"].get(f"/api/v1/vms/{guest.uuid}/xml/?inactive=1").json()["xml"]
+    live = setup["api"].get(f"/api/v1/vms/{guest.uuid}/xml/").json()["xml"]
+    assert again.strip() == dumpxml(guest)
+    assert "edited by the xml lab test" not in live
 
 
 def test_an_invalid_change_fails_and_leaves_the_definition_unchanged(setup) -> None:  # type: ignore[no-untyped-def]

@@ -9,6 +9,43 @@ def _in_memory_channel_layer(request):  # type: ignore[no-untyped-def]
         return
     settings = request.getfixturevalue("settings")
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # The in-memory layer's queues belong to the test's loop and are not thread safe: a push landing
+    # while a receive already waits would never wake it. Each push is delivered before publish returns.
+    from kvmweb.realtime import publish
+
+    send = publish._send
+
+    def send_and_wait(groups: list[str], payload: dict) -> None:  # type: ignore[type-arg]
+        send(groups, payload)
+        publish.publish_flush()
+
+    request.getfixturevalue("monkeypatch").setattr(publish, "_send", send_and_wait)
+
+
+@pytest.fixture
+def no_libvirt():  # type: ignore[no-untyped-def]
+    """A context manager under which any libvirt connection from the adapter fails the test.
+
+    Every adapter call gets its connection from the cache in kvmweb.virt.connection (`connect` and
+    `get_connection` both end in `_Cache.get`, cached or not), and the events loop opens its own with
+    `_opener`: patching those two catches all of them, however a module imported `connect`.
+    A context manager, not a patch for the whole test, so the test can make its domains first.
+    """
+    from contextlib import contextmanager
+
+    from kvmweb.virt import connection
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a page or API read called libvirt")
+
+    @contextmanager
+    def guard():  # type: ignore[no-untyped-def]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(connection._Cache, "get", refuse)
+            patch.setattr(connection, "_opener", refuse)
+            yield
+
+    return guard
 
 
 @pytest.fixture

@@ -83,6 +83,24 @@ def test_unchanged_host_changes_nothing(db, node):  # type: ignore[no-untyped-de
     assert {k: vm.version for k, vm in rows().items()} == versions
 
 
+def test_a_running_vms_persistent_definition_is_kept_and_follows_a_redefine(db, node):  # type: ignore[no-untyped-def]
+    host = make_host("sim")
+    reconcile(host, node([Guest("web", A), Guest("db", B, state="shutoff")]))
+    target = host.virt_target()
+    assert rows()[A].xml_inactive == virt.get_domain_xml(target, A, inactive=True) != rows()[A].xml
+    assert rows()[B].xml_inactive == "" and rows()[B].xml == virt.get_domain_xml(target, B, inactive=True)
+    before = rows()[A]
+    edited = before.xml_inactive.replace("</uuid>", "</uuid>\n  <description>after a reboot</description>", 1)
+    virt.define_domain(target, edited)
+
+    result = host_reconcile(host=host, inventory=virt.get_inventory(target))
+
+    after = rows()[A]
+    assert result["vms_changed"] == 1 and after.version == before.version + 1
+    assert "after a reboot" in after.xml_inactive and after.xml == before.xml
+    assert after.xml_inactive == virt.get_domain_xml(target, A, inactive=True)
+
+
 def test_a_vm_alive_on_another_host_moves_there(db, node):  # type: ignore[no-untyped-def]
     source, target = make_host("src"), make_host("dst")
     reconcile(source, node([Guest("mig", A, state="shutoff")]))

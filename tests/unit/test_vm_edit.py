@@ -471,15 +471,11 @@ def test_page_other_user_gets_404_and_anonymous_goes_to_login(queued, domain, bo
 # --- the Hardware tab --------------------------------------------------------------------------------------------
 
 
-def test_hardware_tab_renders_from_the_database_only(queued, domain, alice, lab, monkeypatch):  # type: ignore[no-untyped-def]
+def test_hardware_tab_renders_from_the_database_only(queued, domain, alice, lab, no_libvirt):  # type: ignore[no-untyped-def]
     vm = domain(running=True)
     iso_volume(lab)
-
-    def no_libvirt(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the page called libvirt")
-
-    monkeypatch.setattr("kvmweb.virt.connection.connect", no_libvirt)
-    page = _client(alice).get(f"/vms/{vm.uuid}/")
+    with no_libvirt():
+        page = _client(alice).get(f"/vms/{vm.uuid}/")
     html = page.content.decode()
     assert page.status_code == 200
     assert 'id="tab-hardware"' in html and 'data-hash="hardware"' in html
@@ -490,6 +486,35 @@ def test_hardware_tab_renders_from_the_database_only(queued, domain, alice, lab,
     assert "installer.iso" in html
     # Rename is shown, disabled, with the reason.
     assert f"{vm.name} is running; libvirt renames only a shut-off VM." in html
+
+
+def test_vm_pages_and_each_tabs_fetch_render_from_the_database_only(queued, domain, lab, alice, ada, no_libvirt):  # type: ignore[no-untyped-def]
+    """ARCHITECTURE.md: a page or API read never calls libvirt. Every VM page, as its owner and as an administrator."""
+    vm = domain(running=True)
+    template = domain(running=False)
+    VirtualMachine.objects.filter(pk=template.pk).update(is_template=True)
+    iso_volume(lab)
+    pages = ["/vms/", f"/vms/{vm.uuid}/", f"/vms/{vm.uuid}/log/", "/vms/new/", "/vms/templates/"]
+    reads = [
+        "/api/v1/vms/",
+        f"/api/v1/vms/{vm.uuid}/",
+        f"/api/v1/vms/{vm.uuid}/xml/",
+        f"/api/v1/vms/{vm.uuid}/xml/?inactive=1",
+        f"/api/v1/stats/vm/{vm.uuid}/?range=1h",  # the Graphs tab's source
+    ]
+
+    with no_libvirt():
+        answers = {
+            (user.username, url): (_client(user) if url in pages else _api(user)).get(url)
+            for user in (alice, ada)
+            for url in (*pages, *reads)
+        }
+        answers["ada", "editor"] = _client(ada).get(f"/vms/{vm.uuid}/xml/")
+
+    assert {key: answer.status_code for key, answer in answers.items()} == {key: 200 for key in answers}
+    assert vm.name in answers["alice", "/vms/"].content.decode()
+    assert template.name in answers["alice", "/vms/templates/"].content.decode()
+    assert 'id="tab-snapshots"' in answers["ada", f"/vms/{vm.uuid}/"].content.decode()
 
 
 def test_hardware_tab_has_no_forms_for_a_viewer_who_cannot_act(queued, domain, alice, monkeypatch):  # type: ignore[no-untyped-def]

@@ -183,7 +183,7 @@ def test_define_xml_takes_only_xml(queued, domain, ada) -> None:  # type: ignore
 
 
 @pytest.mark.parametrize("running", [False, True])
-def test_applying_a_valid_change_redefines_the_vm_and_refreshes_its_row(queued, domain, ada, running) -> None:  # type: ignore[no-untyped-def]
+def test_a_valid_change_redefines_the_vm_and_refreshes_its_row(queued, domain, ada, running, no_libvirt) -> None:  # type: ignore[no-untyped-def]
     vm = domain(running=running)
     xml = with_description(definition(vm), "Edited through kvmweb")
     op = run(vm_action(actor=Actor(user=ada, ip="192.0.2.9"), vm=vm, action="define-xml", params={"xml": xml}))
@@ -191,9 +191,15 @@ def test_applying_a_valid_change_redefines_the_vm_and_refreshes_its_row(queued, 
     assert (op.kind, op.status, op.error) == ("vm.define-xml", "succeeded", "")
     assert "<description>Edited through kvmweb</description>" in definition(vm)
     # The row follows what libvirt reports: the running guest's own XML keeps its old description until it reboots.
-    assert VirtualMachine.objects.get(pk=vm.pk).description == ("" if running else "Edited through kvmweb")
+    row = VirtualMachine.objects.get(pk=vm.pk)
+    assert row.description == ("" if running else "Edited through kvmweb")
+    assert (row.xml_inactive or row.xml) == definition(vm) and row.version > vm.version
     note = "keeps its current configuration" if running else "takes effect when the VM next starts"
     assert note in op.result["note"]
+    # So the editor, loading again, shows the new definition without asking the host.
+    with no_libvirt():
+        read = api_client(ada).get(f"/api/v1/vms/{vm.uuid}/xml/?inactive=1")
+    assert read.json() == {"xml": definition(vm)}
 
 
 def test_a_refused_define_changes_nothing_and_reports_the_line(queued, domain, ada) -> None:  # type: ignore[no-untyped-def]
@@ -214,10 +220,21 @@ def test_a_refused_define_changes_nothing_and_reports_the_line(queued, domain, a
 # --- the read endpoint -------------------------------------------------------------------------------------------
 
 
-def test_owner_reads_the_persistent_definition(domain, alice) -> None:  # type: ignore[no-untyped-def]
+def test_owner_reads_the_persistent_and_the_live_definition_from_the_database(domain, alice, no_libvirt) -> None:  # type: ignore[no-untyped-def]
     vm = domain(running=True)
-    response = api_client(alice).get(f"/api/v1/vms/{vm.uuid}/xml/?inactive=1")
-    assert response.status_code == 200
+    with no_libvirt():
+        persistent = api_client(alice).get(f"/api/v1/vms/{vm.uuid}/xml/?inactive=1")
+        live = api_client(alice).get(f"/api/v1/vms/{vm.uuid}/xml/")
+    assert (persistent.status_code, live.status_code) == (200, 200)
+    assert persistent.json() == {"xml": definition(vm)}
+    assert live.json() == {"xml": virt.get_domain_xml(TARGET, str(vm.uuid))} != persistent.json()
+
+
+def test_a_shut_off_vms_definition_is_its_live_xml(domain, alice, no_libvirt) -> None:  # type: ignore[no-untyped-def]
+    vm = domain(running=False)
+    assert vm.xml_inactive == ""  # stored once
+    with no_libvirt():
+        response = api_client(alice).get(f"/api/v1/vms/{vm.uuid}/xml/?inactive=1")
     assert response.json() == {"xml": definition(vm)}
 
 
@@ -229,12 +246,15 @@ def test_other_user_and_anonymous_cannot_read_the_xml(domain, bob) -> None:  # t
     assert (anonymous.status_code, anonymous.json()["error"]["code"]) == (401, "not_authenticated")
 
 
-def test_a_vm_gone_from_its_host_answers_404_with_the_reason(domain, alice) -> None:  # type: ignore[no-untyped-def]
+def test_a_vm_gone_from_its_host_answers_404_with_the_reason(domain, alice, lab, no_libvirt) -> None:  # type: ignore[no-untyped-def]
     vm = domain()
     virt.undefine_domain(TARGET, str(vm.uuid))
-    response = api_client(alice).get(f"/api/v1/vms/{vm.uuid}/xml/?inactive=1")
+    host_reconcile(host=lab, inventory=virt.get_inventory(TARGET))
+    with no_libvirt():
+        response = api_client(alice).get(f"/api/v1/vms/{vm.uuid}/xml/?inactive=1")
     assert response.status_code == 404
-    assert response.json()["error"]["message"].startswith("The virtual machine was not found.")
+    message = f"The virtual machine was not found: {vm.name} is no longer on {lab.name}."
+    assert response.json() == {"error": {"code": "not_found", "message": message, "details": {}}}
 
 
 # --- the apply endpoint ------------------------------------------------------------------------------------------
@@ -291,12 +311,13 @@ def test_page_apply_without_script_queues_and_redirects(queued, domain, ada) -> 
 # --- the pages ---------------------------------------------------------------------------------------------------
 
 
-def test_an_administrator_sees_the_edit_button_and_the_editor(domain, ada) -> None:  # type: ignore[no-untyped-def]
+def test_an_administrator_sees_the_edit_button_and_the_editor(domain, ada, no_libvirt) -> None:  # type: ignore[no-untyped-def]
     vm = domain()
     client = page_client(ada)
-    detail = client.get(f"/vms/{vm.uuid}/").content.decode()
+    with no_libvirt():
+        detail = client.get(f"/vms/{vm.uuid}/").content.decode()
+        editor = client.get(f"/vms/{vm.uuid}/xml/")
     assert f'href="/vms/{vm.uuid}/xml/"' in detail
-    editor = client.get(f"/vms/{vm.uuid}/xml/")
     assert editor.status_code == 200
     body = editor.content.decode()
     assert f'data-source-url="/api/v1/vms/{vm.uuid}/xml/?inactive=1"' in body
@@ -323,13 +344,14 @@ def test_other_user_gets_404_and_anonymous_goes_to_sign_in(domain, bob) -> None:
         assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
 
 
-def test_review_shows_a_side_by_side_diff_escaped(domain, ada) -> None:  # type: ignore[no-untyped-def]
+def test_review_shows_a_side_by_side_diff_escaped(domain, ada, no_libvirt) -> None:  # type: ignore[no-untyped-def]
     vm = domain()
     original = definition(vm)
     xml = with_description(original, "a &lt;script&gt; tag").replace(
         "<vcpu placement='static'>1", "<vcpu placement='static'>2"
     )
-    response = page_client(ada).post(f"/vms/{vm.uuid}/xml/review/", {"xml": xml, "original": original})
+    with no_libvirt():
+        response = page_client(ada).post(f"/vms/{vm.uuid}/xml/review/", {"xml": xml, "original": original})
     assert response.status_code == 200
     body = response.content.decode()
     assert "1 changed" in body and "1 added" in body and "0 removed" in body

@@ -9,9 +9,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from kvmweb import virt
 from kvmweb.actors import actor_from_api
-from kvmweb.api.errors import error_body
 from kvmweb.errors import Invalid
 from kvmweb.operations.api import OperationSerializer, operation_response
 from vms import actions, selectors
@@ -130,17 +128,13 @@ def _uuid_list(value: Any) -> list[UUID]:
     operation_id="vm_xml",
     parameters=[OpenApiParameter("inactive", OpenApiTypes.BOOL, description="1 for the persistent definition")],
     responses={200: inline_serializer("VmXml", {"xml": serializers.CharField()})},
-    description="The domain XML as libvirt has it now (no secrets). Apply an edited one with the define-xml action.",
+    description=(
+        "The domain XML as libvirt last reported it to kvmweb (no secrets), read from the database. "
+        "Apply an edited one with the define-xml action."
+    ),
 )
 @api_view(["GET"])
 def vm_xml(request: Request, vm_uuid: UUID) -> Response:
     vm = selectors.vm_get(request.user, vm_uuid)
     inactive = request.query_params.get("inactive", "") in ("1", "true", "yes")
-    try:
-        xml = vm_xml_read(vm=vm, inactive=inactive)
-    except virt.VirtError as exc:
-        code, status = ("unreachable", 503) if exc.transient else ("virt_error", 502)
-        if isinstance(exc, virt.NotFound):
-            code, status = "not_found", 404
-        return Response(error_body(code, exc.message, {"raw": exc.raw}), status=status)
-    return Response({"xml": xml})
+    return Response({"xml": vm_xml_read(vm=vm, inactive=inactive)})

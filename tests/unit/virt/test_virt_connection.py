@@ -11,6 +11,7 @@ import pytest
 
 from kvmweb import virt
 from kvmweb.virt import connection
+from kvmweb.virt.console import open_serial_console
 
 SLOW = virt.HostTarget("qemu+ssh://slow.invalid/system")
 
@@ -163,3 +164,26 @@ def test_event_loop_is_registered_once_and_keeps_running(target: virt.HostTarget
     # test:// has no keepalive; opening must shrug that off once an event loop exists.
     virt.close_all()
     assert connection._alive(connection.get_connection(target))
+
+
+def test_no_libvirt_refuses_every_adapter_connection_even_a_cached_one(
+    target: virt.HostTarget, scratch_domain: virt.DomainSummary, no_libvirt: Any
+) -> None:
+    uuid = scratch_domain.uuid
+    virt.get_domain_xml(target, uuid)  # the connection is cached from here on
+    calls = {
+        "connect imported by name": lambda: virt.get_domain_xml(target, uuid),
+        "the inventory": lambda: virt.get_inventory(target),
+        "get_connection imported by name": lambda: open_serial_console(
+            target, uuid, on_data=lambda data: None, on_closed=lambda reason: None
+        ),
+        "a fresh open (the events loop's)": lambda: connection._opener(target.effective_uri()),
+    }
+
+    with no_libvirt():
+        for what, call in calls.items():
+            with pytest.raises(AssertionError, match="a page or API read called libvirt"):
+                call()
+                pytest.fail(f"{what} reached libvirt")
+
+    assert f"<uuid>{uuid}</uuid>" in virt.get_domain_xml(target, uuid)  # and the guard is gone after it

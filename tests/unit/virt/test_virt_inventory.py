@@ -97,6 +97,7 @@ def lab(make_node: MakeNode) -> virt.HostTarget:
 def _without_xml(record: Any) -> dict[str, Any]:
     facts: dict[str, Any] = record.to_dict()
     del facts["xml"]
+    facts.pop("xml_inactive", None)  # domains only; test_the_persistent_definition_is_kept_where_it_differs
     return facts
 
 
@@ -150,6 +151,27 @@ def test_inventory_reports_every_domain_field(lab: virt.HostTarget) -> None:
     assert (domains["db"].state, domains["db"].persistent) == ("paused", True)
     assert (domains["scratch"].state, domains["scratch"].persistent) == ("running", False)
     assert (domains["db"].security_label, domains["db"].security_model) == (None, None)
+
+
+def test_the_persistent_definition_is_kept_where_it_differs(lab: virt.HostTarget) -> None:
+    redefined = virt.get_domain_xml(lab, WEB.uuid, inactive=True).replace(
+        "<title>Web server</title>", "<title>Web server, after its next boot</title>"
+    )
+    virt.define_domain(lab, redefined)  # web runs on: the change waits in its persistent definition
+
+    domains = {record.name: record for record in virt.get_inventory(lab).domains}
+
+    web = domains["web"]
+    assert web.xml_inactive == virt.get_domain_xml(lab, WEB.uuid, inactive=True)
+    assert "after its next boot" in web.xml_inactive and "after its next boot" not in web.xml
+    assert web.title == "Web server"  # the facts are the live ones
+    # A paused domain is active too: its live XML carries an id that its definition does not.
+    db = domains["db"]
+    assert (parse_xml(db.xml).get("id"), parse_xml(db.xml_inactive).get("id")) == (str(db.id), None)
+    # A shut-off domain's live XML is its definition, and a transient domain has none.
+    assert (domains["saved"].xml_inactive, domains["scratch"].xml_inactive) == ("", "")
+    assert domains["saved"].xml == virt.get_domain_xml(lab, SAVED.uuid, inactive=True)
+    assert virt.get_domain_record(lab, WEB.uuid) == web
 
 
 def test_inventory_reports_networks_with_their_forward_mode(lab: virt.HostTarget) -> None:
@@ -235,6 +257,8 @@ def test_inventory_reports_pools_and_the_volumes_of_active_ones(lab: virt.HostTa
             "capacity": 10737418240,
             "allocation": 2147483648,
             "backing_path": None,
+            "encryption": None,
+            "secret_uuid": None,
         },
         {
             "pool_uuid": IMAGES.uuid,
@@ -246,6 +270,8 @@ def test_inventory_reports_pools_and_the_volumes_of_active_ones(lab: virt.HostTa
             "capacity": 10737418240,
             "allocation": 196608,
             "backing_path": "/pools/images/base.img",
+            "encryption": None,
+            "secret_uuid": None,
         },
     ]
 
@@ -373,13 +399,14 @@ def _recording(
     yield calls
 
 
-def test_inventory_round_trips_are_12_plus_one_per_object(
+def test_inventory_round_trips_are_12_plus_one_per_object_and_per_running_persistent_domain(
     lab: virt.HostTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with _recording(monkeypatch, inventory) as calls:
         virt.get_inventory(lab)
 
-    # 4 domains, 4 networks, 2 pools (1 active), 2 volumes.
+    # 4 domains (web and db active and persistent: their definitions too), 4 networks, 2 pools
+    # (1 active), 2 volumes.
     assert calls == {
         "getAllDomainStats": 1,
         "listAllDomains": 3,
@@ -387,7 +414,7 @@ def test_inventory_round_trips_are_12_plus_one_per_object(
         "listAllStoragePools": 4,
         "info": 2,
         "listAllVolumes": 1,
-        "XMLDesc": 4 + 4 + 2 + 2,
+        "XMLDesc": 4 + 2 + 4 + 2 + 2,
     }
 
 
@@ -436,7 +463,9 @@ def test_sizes_come_from_the_xml_when_the_stats_leave_them_out(lab: virt.HostTar
     conn = connection.get_connection(lab)
     dom = conn.lookupByUUIDString(WEB.uuid)
 
-    record = inventory._domain_record(dom, {}, dom.XMLDesc(0), persistent=True, autostart=False, has_managed_save=False)
+    record = inventory._domain_record(
+        dom, {}, dom.XMLDesc(0), "", persistent=True, autostart=False, has_managed_save=False
+    )
 
     assert (record.state, record.reason) == ("nostate", "unknown")
     assert (record.vcpus, record.memory_kib, record.max_memory_kib) == (2, 524288, 1048576)
