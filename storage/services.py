@@ -15,7 +15,8 @@ from storage.models import StoragePool, Volume
 
 POOL_FIELDS = ("name", "type", "state", "autostart", "persistent", "capacity", "allocation", "available",
                "target_path", "xml")  # fmt: skip
-VOLUME_FIELDS = ("key", "path", "type", "format", "capacity", "allocation", "backing_path")
+VOLUME_FIELDS = ("key", "path", "type", "format", "capacity", "allocation", "backing_path", "encryption",
+                 "secret_uuid")  # fmt: skip
 
 
 def _pool_values(record: virt.PoolRecord) -> dict[str, Any]:
@@ -42,6 +43,9 @@ def _volume_values(record: virt.VolumeRecord) -> dict[str, Any]:
         "capacity": record.capacity or 0,
         "allocation": record.allocation or 0,
         "backing_path": record.backing_path or "",
+        # As the host reports it, so a volume encrypted outside kvmweb is guarded like kvmweb's own.
+        "encryption": record.encryption or "",
+        "secret_uuid": record.secret_uuid or "",
     }
 
 

@@ -20,7 +20,7 @@ import libvirt
 
 from kvmweb.virt.connection import Connection, connect
 from kvmweb.virt.errors import AlreadyExists, InvalidArgument, InvalidOperation, NotFound
-from kvmweb.virt.inventory import _listed, _volumes_of
+from kvmweb.virt.inventory import _listed, _volumes_of, volume_record
 from kvmweb.virt.target import HostTarget
 from kvmweb.virt.types import VolumeRecord
 from kvmweb.virt.xml.checks import check_choice, require
@@ -42,6 +42,10 @@ TRANSFER_CHUNK = 256 * 1024
 _NO_VOLUME = frozenset({libvirt.VIR_ERR_NO_STORAGE_VOL})
 _POOL_GONE = frozenset({libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_OPERATION_INVALID})
 _IN_USE_WORDS = ("in use", "busy", "being allocated")
+# qemu-img times PBKDF2 in CPU time to choose a LUKS volume's iteration count; on a busy host the
+# sample can come out empty and it refuses with this. Nothing is left behind, so measuring again is safe.
+_LUKS_TIMING = "Unable to get accurate CPU usage"
+LUKS_ATTEMPTS = 3
 
 # The start of a qcow2 header: magic, version, backing file offset; v3 adds feature bits at 72.
 _QCOW2_MAGIC = b"QFI\xfb"
@@ -58,8 +62,18 @@ def create_volume(target: HostTarget, pool: str, spec: VolumeSpec) -> VolumeReco
         _refuse_taken(pool_obj, pool, spec.name)
         if spec.allocation == "full":
             _require_space(pool_obj, pool, spec.capacity_bytes)
-        vol = pool_obj.createXML(build_volume_xml(spec), flags)
+        vol = create_xml_retrying(pool_obj, build_volume_xml(spec), flags)
         return _record(vol, str(pool_obj.UUIDString()))
+
+
+def create_xml_retrying(pool_obj: Any, xml: str, flags: int) -> Any:
+    for _ in range(LUKS_ATTEMPTS - 1):
+        try:
+            return pool_obj.createXML(xml, flags)
+        except libvirt.libvirtError as exc:
+            if _LUKS_TIMING not in str(exc):
+                raise
+    return pool_obj.createXML(xml, flags)
 
 
 def clone_volume(
@@ -555,16 +569,5 @@ def _raw(exc: libvirt.libvirtError) -> str:
 
 
 def _record(vol: Volume, pool_uuid: str) -> VolumeRecord:
-    """A VolumeRecord exactly as the inventory builds one (name and key are read without a round trip)."""
-    facts = volume_facts(vol.XMLDesc(0))
-    return VolumeRecord(
-        pool_uuid=pool_uuid,
-        name=str(vol.name()),
-        key=str(vol.key()),
-        path=facts.path,
-        type=facts.type,
-        format=facts.format,
-        capacity=facts.capacity,
-        allocation=facts.allocation,
-        backing_path=facts.backing_path,
-    )
+    """A VolumeRecord exactly as the inventory builds one."""
+    return volume_record(vol, vol.XMLDesc(0), pool_uuid)

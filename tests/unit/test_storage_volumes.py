@@ -21,12 +21,15 @@ from kvmweb.errors import Conflict, Invalid
 from kvmweb.operations.models import Operation
 from kvmweb.virt import volumes as virt_volumes
 from kvmweb.virt.xml import DiskSpec, DomainSpec, VolumeSpec, build_domain_xml
+from kvmweb.virt.xml.facts import volume_facts
 from storage import uploads
 from storage.models import StoragePool, Volume
 from storage.volumes import volume_action, volume_create
 from tests.bodies import Arriving
 from tests.factories import make_host
 from tests.runs import actor_of, run
+from vms.edit.checks import check_attach_disk
+from vms.models import VirtualMachine
 
 TEST_URI = "test:///default"
 TARGET = virt.HostTarget(TEST_URI)
@@ -392,3 +395,42 @@ def test_the_adapter_follows_a_backing_chain_to_its_base(lab):  # type: ignore[n
     chain = virt_volumes.backing_chain(TARGET, top.path)
     assert [link.path if not isinstance(link, str) else link for link in chain] == [middle.path, base.path]
     assert virt_volumes.backing_chain(TARGET, base.path) == ()
+
+
+# --- volumes encrypted outside kvmweb ------------------------------------------------------------------------------
+
+
+def test_a_volume_encrypted_outside_kvmweb_shows_as_encrypted_and_is_guarded(lab, ada, queued):  # type: ignore[no-untyped-def]
+    secret = str(uuid.uuid4())
+    # Made straight through libvirt (as `virsh vol-create` would), so kvmweb never recorded it as encrypted.
+    spec = VolumeSpec(name="outside.qcow2", capacity_bytes=16 * MIB, format="qcow2", encryption_secret=secret)
+    virt_volumes.create_volume(TARGET, POOL, spec)
+    reconcile(lab)
+    volume = Volume.objects.get(pool__host=lab, name="outside.qcow2")
+    assert (volume.encryption, volume.secret_uuid) == ("luks", secret)
+
+    for action in ("clone", "convert"):
+        with pytest.raises(Invalid, match=r"encrypted \(LUKS\); kvmweb does not copy or convert"):
+            volume_action(actor=actor_of(ada), volume=volume, action=action, params={})
+    with pytest.raises(Invalid, match="encrypted; delete it instead"):
+        volume_action(actor=actor_of(ada), volume=volume, action="wipe", params={"confirm": volume.name})
+    assert not Operation.objects.exists()
+    vm = VirtualMachine.objects.get(host=lab, name="test")
+    assert check_attach_disk(vm, {"source": "existing", "volume": volume.pk})["secret"] == secret
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("<format type='qcow2'/>", (None, None)),
+        ("<encryption format='luks'><secret type='passphrase' uuid='{u}'/></encryption>", ("luks", "{u}")),
+        # What libvirt reports once a pool refresh has probed the image: the format, no secret.
+        ("<encryption format='luks'/>", ("luks", None)),
+        ("<encryption/>", ("default", None)),
+    ],
+)
+def test_the_volume_facts_read_its_encryption_and_secret(target, expected):  # type: ignore[no-untyped-def]
+    u = str(uuid.uuid4())
+    xml = f"<volume><name>v</name><target><path>/p/v</path>{target.format(u=u)}</target></volume>"
+    facts = volume_facts(xml)
+    assert (facts.encryption, facts.secret_uuid) == tuple(None if e is None else e.format(u=u) for e in expected)

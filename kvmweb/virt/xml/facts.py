@@ -48,6 +48,9 @@ class VolumeFacts:
     capacity: int | None
     allocation: int | None
     backing_path: str | None
+    encryption: str | None  # <encryption format>: "luks" (or a legacy "qcow"); None for a plain volume
+    # The passphrase secret it names: libvirt finds it by the volume path; None when the host has none.
+    secret_uuid: str | None
 
 
 def domain_facts(xml: str) -> DomainFacts:
@@ -96,6 +99,8 @@ def pool_facts(xml: str) -> PoolFacts:
 def volume_facts(xml: str) -> VolumeFacts:
     root = parse(xml)
     volume_format = root.find("target/format")
+    encryption = root.find("target/encryption")
+    secret = None if encryption is None else encryption.find("secret")
     return VolumeFacts(
         name=_text(root, "name") or "",
         key=_text(root, "key"),
@@ -105,6 +110,8 @@ def volume_facts(xml: str) -> VolumeFacts:
         capacity=element_bytes(root.find("capacity")),
         allocation=element_bytes(root.find("allocation")),
         backing_path=_text(root, "backingStore/path"),
+        encryption=None if encryption is None else encryption.get("format", "default"),
+        secret_uuid=None if secret is None else (secret.get("uuid") or None),
     )
 
 

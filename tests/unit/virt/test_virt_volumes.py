@@ -331,3 +331,32 @@ def test_refresh_pool_rescans_and_refuses_an_unknown_pool(target: virt.HostTarge
         volumes.refresh_pool(target, "no-such-pool")
 
     assert volumes.volume_by_path(target, f"{POOL_PATH}/{volume.name}") == volume
+
+
+LibvirtError = volumes.libvirt.libvirtError  # the class libvirt raises, as the adapter sees it
+
+
+class _BusyHostPool:
+    """A pool whose qemu-img trips over its LUKS timing `fails` times: a fault the lab cannot cause on demand."""
+
+    def __init__(self, fails: int, message: str = "Unable to get accurate CPU usage") -> None:
+        self.fails, self.message, self.calls = fails, message, 0
+
+    def createXML(self, xml: str, flags: int) -> str:
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise LibvirtError(f"internal error: qemu-img: {self.message}")
+        return "volume"
+
+
+def test_a_luks_timing_refusal_is_measured_again():
+    pool = _BusyHostPool(fails=2)
+    assert volumes.create_xml_retrying(pool, "<volume/>", 0) == "volume"
+    assert pool.calls == 3
+
+
+def test_other_create_failures_and_a_persistent_timing_refusal_are_raised():
+    for pool in (_BusyHostPool(fails=1, message="No space left on device"), _BusyHostPool(fails=9)):
+        with pytest.raises(LibvirtError):
+            volumes.create_xml_retrying(pool, "<volume/>", 0)
+    assert pool.calls == volumes.LUKS_ATTEMPTS
