@@ -25,8 +25,20 @@ Measured 2026-11-27 on the 2-core development machine (load average 3-4 from oth
   the worker streams while the body arrives, and looks at the operation every 0.5 s, not every MiB:
     upload    kvmweb   197.0 MiB/s  virsh   459.9 MiB/s  ratio 0.43x  (request answered after 4.9 s of 5.2 s)
     CPU s during the upload: kvmweb web 2.5 + worker 1.0 + libvirtd 1.1 + client 0.1; virsh 0.7 + libvirtd 0.8
-The web process is now the slow leg: ~80% of its CPU is gunicorn's request body reader (its buffers
-copy every byte several times), measured with cProfile; the worker keeps up with it.
+The web process was then the slow leg. gunicorn 27.0.1 already reads a body of known length up to
+1 MiB per recv() (strace: ~1.1k recv calls per GiB), so no gunicorn setting helps: the cost was its
+BytesIO copies and a fresh string per read (memmove and page faults, ~1.2 CPU s/GiB in perf), then
+writing the temporary file into ever new page cache beside libvirt's writes (copy_folio_from_iter_atomic).
+  the web process reads the socket into one buffer (storage/upload_body.py), the worker punches out
+  what it has sent (storage/uploads.py), so the web's writes reuse those pages; run alternately with
+  the code before, same file, 3 runs x 2 rounds each (load average 2-8 from other work):
+    before: upload ratio 0.29x-0.37x (kvmweb 144-239 MiB/s); web CPU 2.8-3.4 s + worker 0.8-1.2 s;
+            web RSS 127 -> 131 MiB
+    after:  upload ratio 0.43x-0.97x, 0.61x median (kvmweb 153-351 MiB/s, virsh 249-783 MiB/s);
+            web CPU 1.4-1.9 s + worker 1.1-1.6 s; RSS flat (web 126, worker 135 MiB)
+    download (code unchanged): ratio 0.70x-0.94x before, 0.78x-1.45x after
+The two legs now cost about the same (the worker's is often the later to end); what is left is
+mostly the copy into and out of the temporary file, which `virsh vol-upload` does not have.
 """
 
 import argparse
@@ -161,7 +173,7 @@ def free_port() -> int:
 def gunicorn(port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """The Procfile's web process on a loopback port."""
     args = [str(Path(sys.executable).parent / "gunicorn"), "kvmweb.wsgi:application", "--workers", "2"]
-    args += ["--bind", f"127.0.0.1:{port}"]
+    args += ["--timeout", "3600", "--bind", f"127.0.0.1:{port}"]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -20,6 +20,7 @@ from kvmweb.operations.api import operation_response
 from kvmweb.virt import volumes as virt_volumes
 from storage import uploads, volumes
 from storage.models import Volume
+from storage.upload_body import request_body
 
 ACCEPTED = {202: OpenApiResponse(description='{"operation": {...}}')}
 
@@ -131,9 +132,10 @@ def pool_upload(request: Request, pool_id: int) -> Response:
     pool = volumes.pool_for_change(actor=actor, user=request.user, pool_id=pool_id)
     query = request.query_params
     size = request.META.get("CONTENT_LENGTH") or ""
-    # The raw WSGI request: reading it does not parse (nor buffer) the body the way request.data would.
+    # From the raw WSGI request: reading it does not parse (nor buffer) the body the way request.data would.
+    body = request_body(request._request)
     op = uploads.upload_receive(
-        actor=actor, pool=pool, name=query.get("name"), fmt=query.get("image_format"), size=size, body=request._request
+        actor=actor, pool=pool, name=query.get("name"), fmt=query.get("image_format"), size=size, body=body
     )
     return operation_response(op)
 

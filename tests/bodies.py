@@ -16,11 +16,12 @@ class Arriving(io.RawIOBase):
         self.served = 0
         self.pos = 0
 
-    def read(self, size: int = -1) -> bytes:
+    def readinto(self, buffer: memoryview, /) -> int:  # type: ignore[override]
         if self.after is not None and self.served:
             self.after(self.served)
-        piece = self.data[self.pos : self.pos + min(self.chunk, size if size >= 0 else self.chunk)]
+        piece = self.data[self.pos : self.pos + min(self.chunk, len(buffer))]
+        buffer[: len(piece)] = piece
         if piece:
             self.pos += len(piece)
             self.served += 1
-        return piece
+        return len(piece)
