@@ -1,25 +1,23 @@
-"""The snapshots of a VM: read from the stored rows (or fresh from the host), changed through operations."""
+"""The snapshots of a VM: read from the stored rows (events, reconciles and host refreshes keep them), changed
+through operations."""
 
 from __future__ import annotations
 
 from typing import Any
 from uuid import UUID
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from kvmweb import virt
 from kvmweb.actors import actor_from_api
-from kvmweb.api.errors import error_body
 from kvmweb.errors import Invalid
 from kvmweb.operations.api import operation_response
 from vms import actions, selectors
 from vms.snapshot_models import Snapshot
-from vms.snapshots import DELETE_CHILDREN, snapshot_support, snapshots_refresh, vm_snapshot, vm_snapshots
+from vms.snapshots import DELETE_CHILDREN, snapshot_support, vm_snapshot, vm_snapshots
 
 ITEM_ACTIONS = ("revert", "delete", "commit")
 _ACCEPTED = 202
@@ -52,7 +50,6 @@ class SnapshotSerializer(serializers.ModelSerializer[Snapshot]):
 @extend_schema(
     methods=["GET"],
     operation_id="vm_snapshots_list",
-    parameters=[OpenApiParameter("fresh", OpenApiTypes.BOOL, description="1 to read them from the host first")],
     responses=inline_serializer(
         "VmSnapshots",
         {
@@ -85,12 +82,6 @@ def snapshot_collection(request: Request, vm_uuid: UUID) -> Response:
         op = actions.vm_action(actor=actor, vm=vm, action="snapshot-create", params=_data(request))
         return operation_response(op)
     vm = selectors.vm_get(request.user, vm_uuid)
-    if request.query_params.get("fresh", "") in ("1", "true", "yes"):
-        try:
-            snapshots_refresh(vm)
-        except virt.VirtError as exc:
-            code, status = ("unreachable", 503) if exc.transient else ("virt_error", 502)
-            return Response(error_body(code, exc.message, {"raw": exc.raw}), status=status)
     support = snapshot_support(vm)
     body = {
         "snapshots": SnapshotSerializer(vm_snapshots(vm), many=True).data,
