@@ -13,7 +13,6 @@ from kvmweb import access
 from kvmweb.actors import actor_from_api
 from kvmweb.errors import Invalid
 from kvmweb.operations.api import operation_response
-from kvmweb.virt import networks as virt_networks
 from networks import actions, selectors
 from networks.checks import DEFINE_MODES
 from networks.models import Network
@@ -83,10 +82,10 @@ def network_item(request: Request, network_id: int) -> Response:
 @extend_schema(responses=OpenApiResponse(description='{"xml": the persistent definition, read from the host now}'))
 @api_view(["GET"])
 def network_xml(request: Request, network_id: int) -> Response:
-    """The XML editor's source: the inactive definition, read from the host (administrators only)."""
+    """The XML editor's source: the persistent definition as last observed (administrators only)."""
     network = selectors.network_get(request.user, network_id)
     access.require(request.user, "network.manage")
-    return Response({"xml": virt_networks.network_xml(network.host.virt_target(), str(network.uuid))})
+    return Response({"xml": network.xml_inactive or network.xml})
 
 
 @extend_schema(request=None, responses={202: OpenApiResponse(description="the queued operation")})

@@ -13,6 +13,8 @@ class Network(models.Model):
     bridge = models.CharField(max_length=64, blank=True)
     forward_mode = models.CharField(max_length=16, blank=True)
     xml = models.TextField(blank=True)
+    # The persistent definition of a running network, when it differs from `xml`: what the XML editor edits.
+    xml_inactive = models.TextField(blank=True)
     gone_since = models.DateTimeField(null=True, blank=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -11,7 +11,7 @@ from kvmweb import virt
 from kvmweb.observed import observe
 from networks.models import Network
 
-OBSERVED = ("name", "active", "autostart", "persistent", "bridge", "forward_mode", "xml")
+OBSERVED = ("name", "active", "autostart", "persistent", "bridge", "forward_mode", "xml", "xml_inactive")
 
 
 def _values(record: virt.NetworkRecord) -> dict[str, Any]:
@@ -23,6 +23,7 @@ def _values(record: virt.NetworkRecord) -> dict[str, Any]:
         "bridge": record.bridge or "",
         "forward_mode": record.forward_mode or "",
         "xml": record.xml or "",
+        "xml_inactive": record.xml_inactive or "",
     }
 
 

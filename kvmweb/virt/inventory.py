@@ -7,16 +7,17 @@ objects, plus one XML read per domain, network and volume and two reads per pool
               PERSISTENT, AUTOSTART and MANAGEDSAVE            4 calls, then XMLDesc per domain,
               and XMLDesc(INACTIVE) per running persistent domain
     networks  listAllNetworks, then filtered by ACTIVE, PERSISTENT, AUTOSTART
-                                                               4 calls, then XMLDesc per network
+                                                               4 calls, then XMLDesc per network,
+              and XMLDesc(INACTIVE) per running persistent network
     pools     listAllStoragePools, then filtered by ACTIVE, PERSISTENT, AUTOSTART
                                                                4 calls, then info + XMLDesc per pool
     volumes   listAllVolumes per active pool, then XMLDesc per volume
 
-so at most 12 + D + R + N + 2P + A + V round trips for D domains (R of them running and
-persistent), N networks, P pools (A active) and V volumes (a host without networks or pools skips
-their three filtered lists).
+so at most 12 + D + R + N + M + 2P + A + V round trips for D domains (R of them running and
+persistent), N networks (M of them running and persistent), P pools (A active) and V volumes (a
+host without networks or pools skips their three filtered lists).
 
-Only a running persistent domain has two definitions: the live one, and the persistent one it boots
+Only a running persistent domain or network has two definitions: the live one, and the persistent one it boots
 with next, which edits change. A shut-off domain's live XML is its persistent definition and a
 transient domain has none, so their ``xml_inactive`` is empty without a round trip. Neither read
 asks for VIR_DOMAIN_XML_SECURE, so passwords stay on the host.
@@ -108,6 +109,20 @@ def network_record_now(net: LibvirtObject) -> NetworkRecord:
         persistent=bool(net.isPersistent()),
         autostart=bool(net.autostart()),
     )
+
+
+def _network_inactive_xml(net: LibvirtObject, xml: str, *, active: bool, persistent: bool) -> str:
+    """The persistent definition of a running network where it can differ from the live ``xml``."""
+    if not (active and persistent):
+        return ""
+    try:
+        inactive = str(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+    except libvirt.libvirtError as exc:
+        # libvirt's test driver knows no flags; its networks have one definition anyway
+        if exc.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
+            raise
+        return ""
+    return "" if inactive == xml else inactive
 
 
 def get_pool_record(target: HostTarget, uuid: str) -> PoolRecord:
@@ -247,6 +262,7 @@ def _network_record(net: LibvirtObject, xml: str, *, active: bool, persistent: b
         bridge=facts.bridge,
         forward_mode=facts.forward_mode,
         xml=xml,
+        xml_inactive=_network_inactive_xml(net, xml, active=active, persistent=persistent),
     )
 
 

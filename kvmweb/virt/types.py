@@ -149,6 +149,7 @@ class NetworkRecord(_Serializable):
     bridge: str | None
     forward_mode: str
     xml: str
+    xml_inactive: str = ""  # the persistent definition, when it differs from the running one
 
 
 @dataclass(frozen=True, slots=True)

@@ -501,3 +501,11 @@ def test_a_host_that_does_not_report_interfaces_says_so(ada, lab, monkeypatch) -
     host_interfaces_refresh(host=lab)
     html = login(ada).get(f"/hosts/{lab.pk}/").content.decode()
     assert "does not report its interfaces" in html
+
+
+def test_the_xml_api_answers_the_stored_definition_without_asking_the_host(ada, lab, queued, no_libvirt) -> None:
+    network = defined(ada, lab, nat_body(unique()))
+    on_host = virt_networks.network_xml(TARGET, str(network.uuid))
+    with no_libvirt():
+        response = api(ada).get(f"/api/v1/networks/{network.pk}/xml/")
+    assert response.status_code == 200 and response.json()["xml"] == on_host

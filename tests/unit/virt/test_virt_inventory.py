@@ -399,14 +399,14 @@ def _recording(
     yield calls
 
 
-def test_inventory_round_trips_are_12_plus_one_per_object_and_per_running_persistent_domain(
+def test_inventory_round_trips_are_12_plus_one_per_object_and_per_running_persistent_domain_or_network(
     lab: virt.HostTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with _recording(monkeypatch, inventory) as calls:
         virt.get_inventory(lab)
 
-    # 4 domains (web and db active and persistent: their definitions too), 4 networks, 2 pools
-    # (1 active), 2 volumes.
+    # 4 domains (web and db active and persistent: their definitions too), 4 networks (3 active and
+    # persistent: their definitions too), 2 pools (1 active), 2 volumes.
     assert calls == {
         "getAllDomainStats": 1,
         "listAllDomains": 3,
@@ -414,7 +414,7 @@ def test_inventory_round_trips_are_12_plus_one_per_object_and_per_running_persis
         "listAllStoragePools": 4,
         "info": 2,
         "listAllVolumes": 1,
-        "XMLDesc": 4 + 2 + 4 + 2 + 2,
+        "XMLDesc": 4 + 2 + 4 + 3 + 2 + 2,
     }
 
 
