@@ -32,7 +32,9 @@ if (form) {
         : `${item.name} · ${item.pool}${item.capacity ? ` · ${gib(item.capacity)}` : ""}`;
       return h("option", { value: item[key] }, label);
     });
-    if (!items.length) options.unshift(h("option", { value: "" }, select.dataset.empty));
+    // A NIC row may also be "no network interface": the server skips it, as it skips an empty disk row.
+    if (select.dataset.none) options.unshift(h("option", { value: "" }, select.dataset.none));
+    if (!items.length && !select.dataset.none) options.unshift(h("option", { value: "" }, select.dataset.empty));
     select.replaceChildren(...options);
     if (options.some((option) => option.value === String(wanted))) select.value = String(wanted);
     else if (kind === "pools" || kind === "networks") {
@@ -40,7 +42,7 @@ if (form) {
       const preferred = items.find((item) => item.name === "default");
       if (preferred) select.value = String(preferred.id);
     }
-    select.toggleAttribute("disabled", !items.length);
+    select.toggleAttribute("disabled", !items.length && !select.dataset.none);
   }
 
   function followHost() {
