@@ -37,16 +37,31 @@ class ConsoleSession(models.Model):
 
 
 class ConsoleShare(models.Model):
-    """A view-only console grant on one VM for one user: they watch, their input is never forwarded."""
+    """A view-only console grant on one VM for one user or for one team's members: they watch, their
+    input is never forwarded."""
 
     vm = models.ForeignKey("vms.VirtualMachine", on_delete=models.CASCADE, related_name="console_shares")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_shares")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="console_shares"
+    )
+    team = models.ForeignKey(
+        "teams.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="console_shares"
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created"]
-        constraints = [models.UniqueConstraint(fields=["vm", "user"], name="one_console_share_per_vm_user")]
+        constraints = [
+            models.UniqueConstraint(fields=["vm", "user"], name="one_console_share_per_vm_user"),
+            models.UniqueConstraint(fields=["vm", "team"], name="one_console_share_per_vm_team"),
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, team__isnull=True)
+                | models.Q(user__isnull=True, team__isnull=False),
+                name="console_share_user_or_team",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"console of {self.vm_id} shared with {self.user_id}"
+        whom = f"team {self.team_id}" if self.team_id else self.user_id
+        return f"console of {self.vm_id} shared with {whom}"

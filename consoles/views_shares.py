@@ -27,8 +27,12 @@ def _back_to_vm(vm_uuid: UUID) -> str:
 def share_add(request: HttpRequest, vm_uuid: UUID) -> HttpResponse:
     actor = actor_from_request(request)
     vm = shares.share_vm(actor=actor, uuid=vm_uuid, action="console.share")
-    share = shares.share_add(actor=actor, vm=vm, username=request.POST.get("user", ""))
-    messages.success(request, f"{share.user.get_username()} can now watch {vm.name}'s console (view-only).")
+    if request.POST.get("team"):
+        share = shares.share_add_team(actor=actor, vm=vm, slug=request.POST["team"])
+        messages.success(request, f"Everyone in {share.team} can now watch {vm.name}'s console (view-only).")
+    else:
+        share = shares.share_add(actor=actor, vm=vm, username=request.POST.get("user", ""))
+        messages.success(request, f"{share.user} can now watch {vm.name}'s console (view-only).")
     return safe_redirect(request, fallback=_back_to_vm(vm.uuid))
 
 
@@ -44,6 +48,23 @@ def share_revoke(request: HttpRequest, vm_uuid: UUID, username: str) -> HttpResp
         messages.info(request, exc.message)
     else:
         messages.success(request, f"{username} can no longer watch {vm.name}'s console; any view of theirs was closed.")
+    return safe_redirect(request, fallback=_back_to_vm(vm.uuid))
+
+
+@login_required
+@require_POST
+@refusals_as_pages
+def share_revoke_team(request: HttpRequest, vm_uuid: UUID, slug: str) -> HttpResponse:
+    actor = actor_from_request(request)
+    vm = shares.share_vm(actor=actor, uuid=vm_uuid, action="console.unshare")
+    try:
+        shares.share_revoke_team(actor=actor, vm=vm, slug=slug)
+    except shares.ShareMissing as exc:  # revoked already, in another tab or by someone else
+        messages.info(request, exc.message)
+    else:
+        messages.success(
+            request, f"Team {slug} can no longer watch {vm.name}'s console; views that relied on it closed."
+        )
     return safe_redirect(request, fallback=_back_to_vm(vm.uuid))
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from kvmweb.targets import Target
     from networks.models import Network
     from storage.models import StoragePool
+    from teams.models import Team
     from vms.models import VirtualMachine
 
 User = AbstractBaseUser | AnonymousUser
@@ -43,6 +44,7 @@ ADMIN_ACTIONS = frozenset(
         "pool.manage",  # pools: define, build, start, stop, refresh, autostart, undefine
         "storage.manage",  # volumes: create, resize, clone/convert, wipe, delete, upload, download
         "network.manage",  # networks: define, start, stop, autostart, undefine, edit the XML
+        "team.manage",  # teams: create, rename, delete, add and remove members, set roles
     }
 )
 # Actions on a VM that administrators and the VM's owner may take.
@@ -75,24 +77,42 @@ def visible_vms(user: User) -> "QuerySet[VirtualMachine]":
 
 
 def console_vms(user: User) -> "QuerySet[VirtualMachine]":
-    """VMs whose console `user` may open: those they see, plus those shared with them (view-only)."""
+    """VMs whose console `user` may open: those they see, plus (view-only) those shared with them or
+    with a team they are in, and those owned by a member of a team they instruct."""
     from vms.models import VirtualMachine
 
     if is_admin(user):
         return VirtualMachine.objects.all()
     if not user.is_authenticated:
         return VirtualMachine.objects.none()
-    return VirtualMachine.objects.filter(Q(owner_id=user.pk) | Q(console_shares__user_id=user.pk)).distinct()
+    return VirtualMachine.objects.filter(
+        Q(owner_id=user.pk)
+        | Q(console_shares__user_id=user.pk)
+        | Q(console_shares__team_id__in=_team_ids(user))
+        | Q(owner__team_memberships__team_id__in=_team_ids(user, instructor=True))
+    ).distinct()
 
 
 def console_may_type(user: User, vm: "VirtualMachine") -> bool:
-    """Owners and administrators control the console; people it is shared with only watch."""
+    """Owners and administrators control the console; people it is shared with and instructors only watch."""
     return _owns_or_admin(user, vm)
 
 
 def console_may_share(user: User, vm: "VirtualMachine") -> bool:
-    """Who shares a VM's console view-only: its owner, or an administrator (instructors, once teams exist)."""
-    return user.is_authenticated and _owns_or_admin(user, vm)
+    """Who shares a VM's console view-only: its owner, an instructor of a team the owner is in, or an administrator."""
+    return user.is_authenticated and (_owns_or_admin(user, vm) or instructs_owner(user, vm))
+
+
+def instructs_owner(user: User, vm: "VirtualMachine") -> bool:
+    if not user.is_authenticated or vm.owner_id is None:
+        return False
+    from teams.models import TeamMembership
+
+    return TeamMembership.objects.filter(team_id__in=_team_ids(user, instructor=True), user_id=vm.owner_id).exists()
+
+
+def instructs(user: User, team: "Team") -> bool:
+    return user.is_authenticated and _team_ids(user, instructor=True).filter(team_id=team.pk).exists()
 
 
 def require_console_share(user: User, vm: "VirtualMachine") -> None:
@@ -102,7 +122,34 @@ def require_console_share(user: User, vm: "VirtualMachine") -> None:
     if not console_vms(user).filter(pk=vm.pk).exists():
         raise NotVisible("Not found.")
     if not console_may_share(user, vm):
-        raise Forbidden("Only the VM's owner or an administrator can share its console.")
+        raise Forbidden(
+            "Only the VM's owner, an instructor of the owner's team, or an administrator can share its console."
+        )
+
+
+def visible_teams(user: User) -> "QuerySet[Team]":
+    """Administrators see every team; a user sees the teams they are in."""
+    from teams.models import Team
+
+    if is_admin(user):
+        return Team.objects.all()
+    if not user.is_authenticated:
+        return Team.objects.none()
+    return Team.objects.filter(memberships__user_id=user.pk).distinct()
+
+
+def shareable_teams(user: User) -> "QuerySet[Team]":
+    """Teams `user` may share a console with: any, for administrators; otherwise the teams they are in."""
+    return visible_teams(user)
+
+
+def _team_ids(user: User, *, instructor: bool = False) -> "QuerySet[Any]":
+    from teams.models import TeamMembership
+
+    memberships = TeamMembership.objects.filter(Q(user_id=user.pk))
+    if instructor:
+        memberships = memberships.filter(role=TeamMembership.Role.INSTRUCTOR)
+    return memberships.values("team_id")
 
 
 def visible_networks(user: User) -> "QuerySet[Network]":

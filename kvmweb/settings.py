@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "networks",
     "storage",
     "stats",
+    "teams",
     "consoles",
 ]
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("consoles.urls_shares")),
     path("networks/", include("networks.urls")),
     path("storage/", include("storage.urls")),
+    path("teams/", include("teams.urls")),
     path("operations/", include("kvmweb.operations.urls")),
     path("audit/", include("kvmweb.audit.urls")),
     path("admin/", admin.site.urls),

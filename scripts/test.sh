@@ -69,7 +69,7 @@ say "ruff check"
 ruff check .
 ruff format --check .
 say "mypy"
-mypy kvmweb hosts vms storage networks stats
+mypy kvmweb hosts vms storage networks stats consoles teams
 say "manage.py check"
 python manage.py check --fail-level WARNING
 say "makemigrations --check"

@@ -10,6 +10,7 @@ from networks import api_dhcp as network_dhcp
 from stats.api import views as stats
 from storage import api as storage
 from storage import api_volumes as volumes
+from teams import api as teams
 from vms.api import snapshots as vm_snapshots
 from vms.api import views as vms
 from vms.api import views_catalog as vm_catalog
@@ -36,7 +37,16 @@ urlpatterns = [
     ),
     path("vms/<uuid:vm_uuid>/console/shares/", console_shares.share_collection, name="api-vm-console-shares"),
     path("vms/<uuid:vm_uuid>/console/shares/<str:username>/", console_shares.share_item, name="api-vm-console-share"),
+    path(
+        "vms/<uuid:vm_uuid>/console/shares/teams/<slug:slug>/",
+        console_shares.team_share_item,
+        name="api-vm-console-team-share",
+    ),
     path("vms/<uuid:vm_uuid>/console/", consoles.vm_console, name="api-vm-console"),
+    path("teams/", teams.team_collection, name="api-teams"),
+    path("teams/<slug:slug>/", teams.team_item, name="api-team"),
+    path("teams/<slug:slug>/members/", teams.member_collection, name="api-team-members"),
+    path("teams/<slug:slug>/members/<str:username>/", teams.member_item, name="api-team-member"),
     path("operations/", operations.operation_list, name="api-operations"),
     path("operations/<int:op_id>/", operations.operation_detail, name="api-operation"),
     path("stats/<str:kind>/<str:key>/", stats.stats_series, name="api-stats"),

@@ -5,7 +5,8 @@
 //    "started", "ended", "end_reason"}
 //       a console opened or closed: regions watching "console:<uuid>" or "console:*"
 //   {"type": "console.share", "vm": uuid, "user": name, "shared": bool}
-//       a share added or revoked: regions watching "console:<uuid>" and "consoleshares"
+//   {"type": "console.share", "vm": uuid, "user": null, "team": slug, "shared": bool}
+//       a share with a user or a team added or revoked: regions watching "console:<uuid>" and "consoleshares"
 import { touch } from "./live.js";
 import { onEvents } from "./realtime.js";
 

@@ -92,6 +92,7 @@ VM_UI = [
     ("post", "/vms/{vm}/console/token/", ui(OK, **DENIED_VM)),
     ("post", "/vms/{vm}/console/shares/", ui(302, **DENIED_VM)),
     ("post", "/vms/{vm}/console/shares/dave/revoke/", ui(302, **DENIED_VM)),
+    ("post", "/vms/{vm}/console/shares/teams/lab/revoke/", ui(302, **DENIED_VM)),
 ]
 VM_API = [
     ("get", "/api/v1/vms/", api(200)),
@@ -110,6 +111,7 @@ VM_API = [
     ("get", "/api/v1/vms/{vm}/console/shares/", api(200, **DENIED_VM)),
     ("post", "/api/v1/vms/{vm}/console/shares/", api(201, **DENIED_VM)),
     ("delete", "/api/v1/vms/{vm}/console/shares/dave/", api(204, **DENIED_VM)),
+    ("delete", "/api/v1/vms/{vm}/console/shares/teams/lab/", api(204, **DENIED_VM)),
     ("post", "/api/v1/vms/{vm}/console/", api(OK, **DENIED_VM)),
 ]
 BODIES = {
@@ -155,6 +157,7 @@ def _build_world() -> dict[str, Any]:
     from consoles.models import ConsoleShare
     from networks.models import Network
     from storage.models import StoragePool
+    from teams.models import Team, TeamMembership
     from tests.factories import make_host, make_user, make_vm
     from vms.snapshot_models import Snapshot
 
@@ -172,6 +175,9 @@ def _build_world() -> dict[str, Any]:
     vm = make_vm(host, "alices-vm", owner=users["alice"], uuid=uuid.UUID(VM_UUID))
     Snapshot.objects.create(vm=vm, name="before", created=timezone.now())
     ConsoleShare.objects.create(vm=vm, user=users["dave"], created_by=users["alice"])
+    lab = Team.objects.create(name="Lab", slug="lab")  # dave is in it: carol and bob are not
+    TeamMembership.objects.create(team=lab, user=users["dave"])
+    ConsoleShare.objects.create(vm=vm, team=lab, created_by=users["alice"])
     network = Network.objects.create(host=host, uuid=uuid.uuid4(), name="default", active=True, forward_mode="nat")
     pool = StoragePool.objects.create(host=host, uuid=uuid.uuid4(), name="images", type="dir", state="running")
     return {

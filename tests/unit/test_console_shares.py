@@ -21,16 +21,20 @@ from rest_framework.authtoken.models import Token
 from consoles import shares
 from consoles.messages import session_payload
 from consoles.models import ConsoleSession, ConsoleShare
+from consoles.services import console_open, console_vm
 from consoles.sessions import close_channel, redis_client, sessions_close
+from consoles.tokens import verify
 from kvmweb import access
 from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
 from kvmweb.errors import Conflict, Forbidden, Invalid, NotVisible
 from kvmweb.realtime import publish as publish_module
+from teams.models import Team, TeamMembership
 from tests.factories import PASSWORD, make_host, make_user, make_vm
 from vms.catalog import vm_reassign
 
 DEADLINE = 5.0
+SHARE_REFUSED = "Only the VM's owner, an instructor of the owner's team, or an administrator can share its console."
 
 
 @pytest.fixture
@@ -132,8 +136,9 @@ def test_owner_shares_and_the_list_shows_it(vm, alice, carol, django_capture_on_
     assert response.status_code == 201
     share = ConsoleShare.objects.get(vm=vm, user=carol)
     created = share.created.isoformat().replace("+00:00", "Z")
-    assert response.json() == {"user": "carol", "created_by": "alice", "created": created}
-    assert client.get(shares_url(vm)).json() == [{"user": "carol", "created_by": "alice", "created": created}]
+    row = {"user": "carol", "team": None, "members": None, "created_by": "alice", "created": created}
+    assert response.json() == row
+    assert client.get(shares_url(vm)).json() == [row]
     # carol may now open the console, view-only, and still not see the VM itself
     assert list(access.console_vms(carol)) == [vm]
     assert not access.console_may_type(carol, vm)
@@ -196,7 +201,7 @@ def test_the_shared_user_cannot_share_on_or_revoke(vm, alice, carol, dave):  # t
     refused = {
         "error": {
             "code": "permission_denied",
-            "message": "Only the VM's owner or an administrator can share its console.",
+            "message": SHARE_REFUSED,
             "details": {},
         }
     }
@@ -446,7 +451,7 @@ def test_page_refusals(vm, alice, bob, carol):  # type: ignore[no-untyped-def]
     assert page(bob).post(f"/vms/{vm.uuid}/console/shares/", {"user": "dave"}).status_code == 404
     response = page(carol).post(f"/vms/{vm.uuid}/console/shares/", {"user": "bob"})
     assert response.status_code == 403
-    assert "Only the VM&#x27;s owner or an administrator can share its console." in response.content.decode()
+    assert SHARE_REFUSED.replace("'", "&#x27;") in response.content.decode()
     response = page(alice).post(f"/vms/{vm.uuid}/console/shares/", {"user": "carol"}, follow=True)
     assert "demo&#x27;s console is already shared with carol." in response.content.decode()
 
@@ -526,3 +531,225 @@ def test_a_host_without_members_changes_nothing(db):  # type: ignore[no-untyped-
     shares.share_add(actor=as_actor(owner), vm=vm, username="wes")
     assert list(access.console_vms(watcher)) == [vm]
     assert list(access.visible_hosts(watcher)) == []
+
+
+# --- teams: sharing with a team, instructors, and closing what a team change takes away ----------------------------
+# The team "Lab 1" has alice (the owner) and carol as members and ivy as instructor; dave and bob are
+# not in it. A team share reaches its members; an instructor watches and shares the members' VMs.
+
+SCREEN_SOCKET = "/run/kvmweb-lab/vnc/demo.sock"
+SCREEN_XML = f"""<domain type='qemu'><name>demo</name><devices>
+<graphics type='vnc' socket='{SCREEN_SOCKET}'><listen type='socket' socket='{SCREEN_SOCKET}'/></graphics>
+</devices></domain>"""
+
+
+@pytest.fixture
+def ivy(db):  # type: ignore[no-untyped-def]
+    return make_user("ivy")
+
+
+@pytest.fixture
+def lab(alice, carol, ivy):  # type: ignore[no-untyped-def]
+    team = Team.objects.create(name="Lab 1", slug="lab-1")
+    TeamMembership.objects.create(team=team, user=alice)
+    TeamMembership.objects.create(team=team, user=carol)
+    TeamMembership.objects.create(team=team, user=ivy, role=TeamMembership.Role.INSTRUCTOR)
+    return team
+
+
+def team_url(vm: Any, slug: str) -> str:
+    return f"/api/v1/vms/{vm.uuid}/console/shares/teams/{slug}/"
+
+
+def test_owner_shares_with_a_team_and_its_members_watch_view_only(  # type: ignore[no-untyped-def]
+    alice, bob, carol, lab, django_capture_on_commit_callbacks
+):
+    screen = make_vm(make_host("here", uri="qemu:///system"), "demo", owner=alice, xml=SCREEN_XML)
+    client = api(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(shares_url(screen), {"team": "lab-1"}, content_type="application/json")
+    assert response.status_code == 201
+    created = ConsoleShare.objects.get(vm=screen, team=lab).created.isoformat().replace("+00:00", "Z")
+    row = {"user": None, "team": "lab-1", "members": 3, "created_by": "alice", "created": created}
+    assert response.json() == row
+    assert client.get(shares_url(screen)).json() == [row]
+    assert events("console.share") == [("alice", "succeeded", "demo", "Shared the console view-only with team Lab 1.")]
+    ticket = console_open(actor=as_actor(carol), vm=console_vm(actor=as_actor(carol), uuid=screen.uuid))
+    assert ticket.view_only is True and verify(ticket.token).user == carol.pk
+    assert page(carol).post(f"/vms/{screen.uuid}/console/token/").json()["view_only"] is True
+    assert page(bob).post(f"/vms/{screen.uuid}/console/token/").status_code == 404
+    assert [s.vm for s in shares.shared_with(carol)] == [screen]
+    assert list(access.visible_vms(carol)) == []
+
+
+def test_sharing_with_a_team_tells_its_members(vm, alice, carol, ivy, lab, pushed, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        shares.share_add_team(actor=as_actor(alice), vm=vm, slug="lab-1")
+    groups, payload = pushed[-1]
+    assert {f"user.{carol.pk}", f"user.{ivy.pk}"} <= set(groups)
+    assert payload == {
+        "type": "console.share",
+        "vm": str(vm.uuid),
+        "user": None,
+        "team": "lab-1",
+        "shared": True,
+        "v": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("slug", "status", "message"),
+    [
+        ("", 400, "Name the user to share the console with."),
+        ("nope", 400, "There is no team called 'nope' that you can share with."),
+        ("other", 400, "There is no team called 'other' that you can share with."),  # alice is not in it
+        ("lab-1", 409, "demo's console is already shared with team Lab 1."),
+    ],
+)
+def test_team_share_refusals(vm, alice, lab, slug, status, message):  # type: ignore[no-untyped-def]
+    Team.objects.create(name="Other", slug="other")
+    ConsoleShare.objects.create(vm=vm, team=lab, created_by=alice)
+    response = api(alice).post(shares_url(vm), {"team": slug}, content_type="application/json")
+    assert (response.status_code, response.json()["error"]["message"]) == (status, message)
+    assert ConsoleShare.objects.count() == 1
+
+
+def test_administrator_shares_with_any_team(vm, ada, lab):  # type: ignore[no-untyped-def]
+    other = Team.objects.create(name="Other", slug="other")
+    assert api(ada).post(shares_url(vm), {"team": "other"}, content_type="application/json").status_code == 201
+    assert ConsoleShare.objects.get(vm=vm).team == other
+
+
+def test_instructor_watches_and_shares_a_members_vm(vm, alice, bob, ivy, lab):  # type: ignore[no-untyped-def]
+    assert list(access.console_vms(ivy)) == [vm]
+    assert access.console_may_share(ivy, vm) and not access.console_may_type(ivy, vm)
+    client = api(ivy)
+    assert client.post(shares_url(vm), {"user": "bob"}, content_type="application/json").status_code == 201
+    assert client.post(shares_url(vm), {"team": "lab-1"}, content_type="application/json").status_code == 201
+    assert client.delete(team_url(vm, "lab-1")).status_code == 204
+    assert [(e[0], e[1]) for e in events("console.share")] == [("ivy", "succeeded"), ("ivy", "succeeded")]
+
+
+def test_plain_member_may_watch_a_team_share_but_not_share(vm, alice, carol, lab):  # type: ignore[no-untyped-def]
+    ConsoleShare.objects.create(vm=vm, team=lab, created_by=alice)
+    client = api(carol)
+    for response in (
+        client.post(shares_url(vm), {"user": "dave"}, content_type="application/json"),
+        client.post(shares_url(vm), {"team": "lab-1"}, content_type="application/json"),
+        client.delete(team_url(vm, "lab-1")),
+    ):
+        assert response.status_code == 403
+        assert response.json()["error"]["message"] == SHARE_REFUSED
+    assert not access.console_may_share(carol, vm)
+
+
+def test_instructor_of_another_team_gets_404(vm, alice, dave, lab):  # type: ignore[no-untyped-def]
+    other = Team.objects.create(name="Other", slug="other")
+    TeamMembership.objects.create(team=other, user=dave, role=TeamMembership.Role.INSTRUCTOR)
+    assert list(access.console_vms(dave)) == []
+    assert api(dave).post(shares_url(vm), {"user": "bob"}, content_type="application/json").status_code == 404
+
+
+def test_revoking_a_team_share_closes_exactly_the_members_who_lost_access(  # type: ignore[no-untyped-def]
+    vm, host, alice, bob, carol, dave, ivy, lab, closes, django_capture_on_commit_callbacks
+):
+    TeamMembership.objects.create(team=lab, user=dave)
+    ConsoleShare.objects.create(vm=vm, team=lab, created_by=alice)
+    ConsoleShare.objects.create(vm=vm, user=dave, created_by=alice)  # dave still has his own share
+    other = make_vm(host, "other", owner=bob)
+    ConsoleShare.objects.create(vm=other, team=lab, created_by=bob)
+    carols = session(vm, carol)
+    session(vm, dave)  # kept: shared with him by name
+    session(vm, ivy)  # kept: instructs alice's team
+    session(vm, alice, view_only=False)  # the owner's
+    session(other, carol)  # another VM, still shared with the team
+    session(vm, bob)  # never had access here; not a member, so not this revoke's business
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api(alice).delete(team_url(vm, "lab-1")).status_code == 204
+    assert closes() == {"sessions": [carols.pk], "reason": "demo's console is no longer shared with team Lab 1."}
+    sentinel(closes)
+    assert events("console.unshare") == [("alice", "succeeded", "demo", "Stopped sharing the console with team Lab 1.")]
+
+
+def test_revoking_a_team_share_that_does_not_exist_is_404(vm, alice, lab):  # type: ignore[no-untyped-def]
+    response = api(alice).delete(team_url(vm, "lab-1"))
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "demo's console is not shared with team lab-1."
+
+
+def test_removing_a_member_closes_their_team_sessions_and_the_instructors_view_of_their_vms(  # type: ignore[no-untyped-def]
+    vm, host, ada, alice, bob, carol, ivy, lab, closes, django_capture_on_commit_callbacks
+):
+    from teams.services import LOST_REASON, member_remove
+
+    ConsoleShare.objects.create(vm=vm, team=lab, created_by=alice)
+    carols_vm = make_vm(host, "carols", owner=carol)
+    ConsoleShare.objects.create(vm=vm, user=bob, created_by=alice)
+    on_demo = session(vm, carol)
+    ivy_on_carols = session(carols_vm, ivy)
+    session(vm, ivy)  # alice is still in the team
+    session(carols_vm, carol, view_only=False)  # her own VM
+    session(vm, bob)  # shared by name
+    with django_capture_on_commit_callbacks(execute=True):
+        member_remove(actor=as_actor(ada), team=lab, username="carol")
+    assert closes() == {"sessions": sorted([on_demo.pk, ivy_on_carols.pk]), "reason": LOST_REASON}
+    sentinel(closes)
+
+
+def test_deleting_a_team_closes_its_members_views(
+    vm, ada, alice, carol, lab, closes, django_capture_on_commit_callbacks
+):  # type: ignore[no-untyped-def]
+    from teams.services import LOST_REASON, team_delete
+
+    ConsoleShare.objects.create(vm=vm, team=lab, created_by=alice)
+    watching = session(vm, carol)
+    with django_capture_on_commit_callbacks(execute=True):
+        team_delete(actor=as_actor(ada), team=lab)
+    assert not ConsoleShare.objects.exists()
+    assert closes() == {"sessions": [watching.pk], "reason": LOST_REASON}
+    sentinel(closes)
+
+
+def test_share_panel_renders_team_shares_and_the_team_choice(vm, alice, carol, ivy, lab):  # type: ignore[no-untyped-def]
+    Team.objects.create(name="Other", slug="other")
+    ConsoleShare.objects.create(vm=vm, team=lab, created_by=ivy)
+    html = render_panel(alice, vm)
+    row = html.split('data-share-team="lab-1"')[1].split("</li>")[0]
+    assert "Lab 1" in row and "3 members" in row and "by ivy" in row
+    assert f'action="/vms/{vm.uuid}/console/shares/teams/lab-1/revoke/"' in row
+    assert '<select class="form-select" id="share-team"' not in html  # alice's one team is shared already
+    ConsoleShare.objects.filter(team=lab).delete()
+    html = render_panel(alice, vm)
+    assert '<option value="lab-1">Lab 1</option>' in html and "other" not in html
+
+
+def test_page_forms_share_with_a_team_and_revoke(vm, alice, carol, lab, closes, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+    client = page(alice)
+    response = client.post(f"/vms/{vm.uuid}/console/shares/", {"team": "lab-1"})
+    assert response.status_code == 302 and response["Location"] == f"/vms/{vm.uuid}/#console"
+    assert ConsoleShare.objects.filter(vm=vm, team=lab).exists()
+    watching = session(vm, carol)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/vms/{vm.uuid}/console/shares/teams/lab-1/revoke/")
+    assert response.status_code == 302
+    assert closes() == {"sessions": [watching.pk], "reason": "demo's console is no longer shared with team Lab 1."}
+
+
+def test_a_share_names_a_user_or_a_team_never_both(vm, carol, lab):  # type: ignore[no-untyped-def]
+    from django.db import IntegrityError, transaction
+
+    for fields in ({"user": carol, "team": lab}, {}):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ConsoleShare.objects.create(vm=vm, **fields)
+
+
+def test_an_instructor_made_a_member_loses_the_view_of_members_vms(  # type: ignore[no-untyped-def]
+    vm, ada, ivy, lab, closes, django_capture_on_commit_callbacks
+):
+    from teams.services import LOST_REASON, member_set_role
+
+    watching = session(vm, ivy)
+    with django_capture_on_commit_callbacks(execute=True):
+        member_set_role(actor=as_actor(ada), team=lab, username="ivy", role="member")
+    assert closes() == {"sessions": [watching.pk], "reason": LOST_REASON}
+    assert list(access.console_vms(ivy)) == []
