@@ -14,9 +14,14 @@ from networks import dhcp, dhcp_reservations, selectors
 
 
 class ReservationBody(serializers.Serializer):
-    """A reservation; the service checks the values (format, subnet, gateway, overlaps) per field."""
+    """A reservation; the service checks the values (format, subnet, gateway, overlaps) per field.
 
+    ``family`` (ipv4 by default; ignored on PATCH) picks the DHCP section: IPv4 takes ``mac``, IPv6 ``duid``
+    and/or ``name``."""
+
+    family = serializers.CharField(required=False, allow_blank=True, max_length=8)
     mac = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    duid = serializers.CharField(required=False, allow_blank=True, max_length=400)
     ip = serializers.CharField(required=False, allow_blank=True, max_length=64)
     name = serializers.CharField(required=False, allow_blank=True, max_length=253)
 
@@ -35,7 +40,9 @@ def lease_list(request: Request, network_id: int) -> Response:
     )
 
 
-@extend_schema(methods=["GET"], responses=OpenApiResponse(description='{"reservations": [{"mac","ip","name"}]}'))
+@extend_schema(
+    methods=["GET"], responses=OpenApiResponse(description='{"reservations": [{"family","mac","duid","ip","name"}]}')
+)
 @extend_schema(methods=["POST"], request=ReservationBody, responses={202: OpenApiResponse(description="the operation")})
 @api_view(["GET", "POST"])
 def reservation_collection(request: Request, network_id: int) -> Response:
@@ -55,11 +62,12 @@ def reservation_collection(request: Request, network_id: int) -> Response:
 @extend_schema(methods=["DELETE"], request=None, responses={202: OpenApiResponse(description="the operation")})
 @api_view(["PATCH", "DELETE"])
 def reservation_item(request: Request, network_id: int, mac: str) -> Response:
+    """`mac` is the URL's key: the reservation's MAC, or its address for an IPv6 one."""
     network = selectors.network_get(request.user, network_id)
     actor = actor_from_api(request)
     if request.method == "DELETE":
-        return operation_response(dhcp_reservations.reservation_remove(actor=actor, network=network, mac=mac))
+        return operation_response(dhcp_reservations.reservation_remove(actor=actor, network=network, key=mac))
     body = ReservationBody(data=request.data, partial=True)
     body.is_valid(raise_exception=True)
-    op = dhcp_reservations.reservation_edit(actor=actor, network=network, mac=mac, data=body.validated_data)
+    op = dhcp_reservations.reservation_edit(actor=actor, network=network, key=mac, data=body.validated_data)
     return operation_response(op)

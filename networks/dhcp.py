@@ -2,7 +2,7 @@
 
 libvirt has no lease event, so beat's "network-leases" job (networks.refresh_leases_all in
 stats/tasks.py, every LEASE_REFRESH_EVERY seconds, one task per host) reads the leases of each connected
-host's active networks with IPv4 DHCP, writes the rows only when the set changed, and then pushes
+host's active networks with DHCP (IPv4 or IPv6), writes the rows only when the set changed, and then pushes
 ``network.leases`` to whoever may see the network. Browsers never poll.
 Static reservations are in networks.dhcp_reservations.
 """
@@ -25,7 +25,7 @@ from kvmweb import virt
 from kvmweb.realtime import groups
 from kvmweb.realtime.publish import publish
 from kvmweb.virt import network_dhcp as virt_dhcp
-from kvmweb.virt.network_dhcp import DhcpLease, Ipv4Dhcp
+from kvmweb.virt.network_dhcp import DhcpLease, IpDhcp
 from networks.models import Network, NetworkLease
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,12 @@ LeaseKey = tuple[str, str, int | None, str, str, datetime | None, str]
 # Reading the DB rows
 
 
-def network_dhcp(network: Network) -> Ipv4Dhcp | None:
-    """The network's IPv4 DHCP section as last observed (from the row's XML), or None."""
+def network_dhcp(network: Network, family: str = "ipv4") -> IpDhcp | None:
+    """The network's DHCP section of ``family`` as last observed (from the row's XML), or None."""
     if not network.xml:
         return None
     try:
-        return virt_dhcp.ipv4_dhcp(network.xml)
+        return virt_dhcp.ip_dhcp(network.xml, family)
     except virt.VirtError:
         return None
 
@@ -90,22 +90,25 @@ def panel_context(*, user: AbstractBaseUser | AnonymousUser, network: Network) -
     """What templates/networks/dhcp_panel.html needs, merged into the network page's context."""
     from networks.dhcp_reservations import reservation_may_manage
 
-    config = network_dhcp(network)
+    config, config6 = network_dhcp(network), network_dhcp(network, "ipv6")
     leases = network_leases(network)
     return {
         "dhcp": config,
+        "dhcp6": config6,
         "dhcp_leases": leases,
         "dhcp_leases_updated": leases_updated(leases),
         "dhcp_reservations": list(config.reservations) if config else [],
+        "dhcp6_reservations": list(config6.reservations) if config6 else [],
         "dhcp_may_manage": reservation_may_manage(user, network),
         "dhcp_ip_example": ip_example(config) if config else "",
+        "dhcp6_ip_example": ip_example(config6) if config6 else "",
     }
 
 
-def ip_example(config: Ipv4Dhcp) -> str:
+def ip_example(config: IpDhcp) -> str:
     """A free address to suggest for a reservation: in the subnet, before the DHCP range where there is room."""
     taken = {config.address, *(r.ip for r in config.reservations)}
-    starts = [ipaddress.IPv4Address(r.start) for r in config.ranges if r.start]
+    starts = [ipaddress.ip_address(r.start) for r in config.ranges if r.start]
     for count, address in enumerate(config.subnet.hosts()):
         if count > 1024:
             break
@@ -184,7 +187,7 @@ def _row_order(row: NetworkLease) -> tuple[str, str]:
 
 
 def networks_refresh_leases(*, host_id: int) -> int:
-    """Read the leases of the host's active networks with IPv4 DHCP; returns how many networks changed.
+    """Read the leases of the host's active networks with DHCP; returns how many networks changed.
 
     A network that stopped (or lost its DHCP) has its rows cleared, so the page empties too.
     """
@@ -193,7 +196,8 @@ def networks_refresh_leases(*, host_id: int) -> int:
         return 0
     target, now, changed = host.virt_target(), timezone.now(), 0
     for network in Network.objects.filter(_to_read(), host=host).distinct():
-        serving = network.active and network.gone_since is None and network_dhcp(network) is not None
+        has_dhcp = network_dhcp(network) is not None or network_dhcp(network, "ipv6") is not None
+        serving = network.active and network.gone_since is None and has_dhcp
         if not serving:
             if NetworkLease.objects.filter(network=network).exists():
                 changed += network_apply_leases(network=network, leases=(), now=now)

@@ -1,4 +1,8 @@
-"""Static DHCP host reservations (MAC → IP, name) of a network: checks, services and operations.
+"""Static DHCP host reservations of a network: checks, services and operations.
+
+An IPv4 reservation gives a MAC its address (and optionally a name); an IPv6 one gives a DHCPv6 client,
+matched by its DUID or its host name (one at least; libvirt refuses a MAC there), its address. A
+reservation is named by its key: its MAC (IPv4) or its address (IPv6).
 
 `reservation_add`, `reservation_edit` and `reservation_remove` check the input against the network as
 last observed (its row's XML) before anything reaches libvirt, then queue an operation
@@ -6,8 +10,8 @@ last observed (its row's XML) before anything reaches libvirt, then queue an ope
 config of a running persistent network: dnsmasq is told, no restart), then refreshes the network's
 row and pushes `network.state`. Administrators only ("network.manage").
 
-libvirt allows a reservation outside the DHCP range as long as it is inside the subnet, so only the
-subnet, the gateway, the subnet's network and broadcast addresses, and the other reservations limit it.
+libvirt allows a reservation outside the DHCP range, and even outside the subnet, so kvmweb limits it: to
+the subnet, not the gateway, not the subnet's network (or IPv4 broadcast) address, not another reservation's.
 """
 
 from __future__ import annotations
@@ -29,16 +33,19 @@ from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
 from kvmweb.operations.services import Progress, operation_start
 from kvmweb.virt import network_dhcp as virt_dhcp
-from kvmweb.virt.network_dhcp import DhcpReservation, Ipv4Dhcp
+from kvmweb.virt.network_dhcp import DhcpReservation, IpDhcp
 from networks.actions import _network_for_operation, network_sync, network_target
 from networks.dhcp import network_dhcp
 from networks.models import Network
 
 MANAGE = "network.manage"
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# A DUID: its 2-byte type and at least one more byte, up to 130 bytes (RFC 8415), as libvirt and dnsmasq write it.
+DUID_RE = re.compile(r"^[0-9a-f]{1,2}(:[0-9a-f]{1,2}){2,129}$")
 # A host name dnsmasq accepts: dot-separated labels of letters, digits and inner hyphens.
 NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
-FIELDS = ("mac", "ip", "name")
+FIELDS = ("family", "mac", "duid", "ip", "name")
+FAMILIES = {"ipv4": "IPv4", "ipv6": "IPv6"}
 
 
 def reservation_may_manage(user: AbstractBaseUser | AnonymousUser, network: Network) -> bool:
@@ -51,12 +58,19 @@ def reservation_may_manage(user: AbstractBaseUser | AnonymousUser, network: Netw
 
 
 def reservation_payload(reservation: DhcpReservation) -> dict[str, str]:
-    return {"mac": reservation.mac, "ip": reservation.ip, "name": reservation.name}
+    return {
+        "family": reservation.family,
+        "mac": reservation.mac,
+        "duid": reservation.duid,
+        "ip": reservation.ip,
+        "name": reservation.name,
+    }
 
 
 def network_reservations(network: Network) -> list[DhcpReservation]:
-    config = network_dhcp(network)
-    return list(config.reservations) if config else []
+    """IPv4 reservations first, then IPv6 ones, each in the network's order."""
+    configs = (network_dhcp(network, family) for family in FAMILIES)
+    return [reservation for config in configs if config for reservation in config.reservations]
 
 
 # Checks (before anything reaches libvirt)
@@ -67,33 +81,54 @@ def reservation_check(
 ) -> DhcpReservation:
     """A clean reservation from untrusted input, or Invalid/Conflict naming each bad field.
 
-    With `replacing` (an edit), missing fields keep that reservation's values and it is not an overlap.
+    ``family`` (default ipv4) picks the DHCP section. With `replacing` (an edit), that reservation's
+    family applies, missing fields keep its values, and it is not an overlap.
     """
     _refuse_state(network)
-    config = _ipv4_dhcp(network)
     given = {key: str(data.get(key) if data.get(key) is not None else "").strip() for key in FIELDS if key in data}
     if replacing is not None:
-        given = {**reservation_payload(replacing), **given}
+        given = {**reservation_payload(replacing), **given, "family": replacing.family}
+    family = _check_family(given.get("family") or "ipv4")
+    config = _dhcp_section(network, family)
     errors: dict[str, str] = {}
-    mac = _check_mac(given.get("mac", ""), errors)
+    if family == "ipv4":
+        mac, duid = _check_mac(given.get("mac", ""), errors), _not_given(given, "duid", _DUID_IN_IPV4, errors)
+    else:
+        mac, duid = _not_given(given, "mac", _MAC_IN_IPV6, errors), _check_duid(given.get("duid", ""), errors)
     ip = _check_ip(given.get("ip", ""), config, errors)
     name = _check_name(given.get("name", ""), errors)
+    if family == "ipv6" and not (duid or name or "duid" in errors or "name" in errors):
+        errors["duid"] = "Give the client's DUID or its host name (or both): DHCPv6 matches a client by one of them."
     if errors:
         raise Invalid(_summary(errors), details=errors)
-    overlaps = _overlaps(DhcpReservation(mac, ip, name), config, replacing)
+    new = DhcpReservation(mac=mac, ip=ip, name=name, duid=duid)
+    overlaps = _overlaps(new, config, replacing)
     if overlaps:
         raise Conflict(_summary(overlaps), details=overlaps)
-    return DhcpReservation(mac=mac, ip=ip, name=name)
+    return new
 
 
-def reservation_find(network: Network, mac: str) -> DhcpReservation:
-    """The network's reservation for `mac` (as last observed); Invalid when it has none."""
-    wanted = mac.strip().lower()
+_DUID_IN_IPV4 = "An IPv4 reservation matches a client by its MAC; a DUID only applies to IPv6."
+_MAC_IN_IPV6 = "An IPv6 reservation matches a client by its DUID or host name; libvirt takes no MAC there."
+
+
+def reservation_find(network: Network, key: str) -> DhcpReservation:
+    """The network's reservation for `key`, its MAC or (IPv6) its address, as last observed; NotVisible if none."""
+    wanted = _normal_key(key)
     for reservation in network_reservations(network):
-        if reservation.mac == wanted:
+        if _normal_key(reservation.key) == wanted:
             return reservation
-    message = f"{network.name} has no DHCP reservation for {mac}."
-    raise NotVisible(message, details={"mac": message})
+    message = f"{network.name} has no DHCP reservation for {key}."
+    raise NotVisible(message, details={"ip" if ":" in wanted and not MAC_RE.match(wanted) else "mac": message})
+
+
+def _normal_key(key: str) -> str:
+    """A MAC in lower case, an IPv6 address in its short form (anything else as given, in lower case)."""
+    text = key.strip().lower()
+    try:
+        return str(ipaddress.IPv6Address(text))
+    except ValueError:
+        return text
 
 
 def _refuse_state(network: Network) -> None:
@@ -106,12 +141,26 @@ def _refuse_state(network: Network) -> None:
         raise Conflict(f"Cannot change reservations: the host {host.name} is unreachable.")
 
 
-def _ipv4_dhcp(network: Network) -> Ipv4Dhcp:
-    config = network_dhcp(network)
+def _check_family(value: str) -> str:
+    if value not in FAMILIES:
+        message = f"A reservation is ipv4 or ipv6; got {value!r}."
+        raise Invalid(message, details={"family": message})
+    return value
+
+
+def _dhcp_section(network: Network, family: str) -> IpDhcp:
+    config = network_dhcp(network, family)
     if config is None:
-        message = f"{network.name} has no IPv4 DHCP server, so it cannot hold reservations."
+        label = FAMILIES[family]
+        message = f"{network.name} has no {label} DHCP server, so it cannot hold {label} reservations."
         raise Conflict(message, details={"network": message})
     return config
+
+
+def _not_given(given: Mapping[str, str], key: str, message: str, errors: dict[str, str]) -> str:
+    if given.get(key):
+        errors[key] = message
+    return ""
 
 
 def _check_mac(value: str, errors: dict[str, str]) -> str:
@@ -127,23 +176,38 @@ def _check_mac(value: str, errors: dict[str, str]) -> str:
     return mac
 
 
-def _check_ip(value: str, config: Ipv4Dhcp, errors: dict[str, str]) -> str:
-    subnet = config.subnet
+def _check_duid(value: str, errors: dict[str, str]) -> str:
+    """A DUID, written with two hex digits a byte (so one client has one spelling); empty when not given."""
+    duid = value.lower().replace("-", ":")
+    if duid and not DUID_RE.match(duid):
+        errors["duid"] = (
+            f"{value} is not a DUID: 3 to 130 bytes in hex separated by colons, like "
+            "00:03:00:01:52:54:00:12:34:56 (type 3, hardware type 1, then the MAC)."
+        )
+        return duid
+    return _normal_duid(duid)
+
+
+def _check_ip(value: str, config: IpDhcp, errors: dict[str, str]) -> str:
+    subnet, label = config.subnet, FAMILIES[config.family]
     if not value:
-        errors["ip"] = f"Enter the IPv4 address to reserve, inside {subnet}."
+        errors["ip"] = f"Enter the {label} address to reserve, inside {subnet}."
         return value
     try:
-        address = ipaddress.IPv4Address(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
-        errors["ip"] = f"{value} is not an IPv4 address."
+        address = None
+    if address is None or address.version != subnet.version:
+        errors["ip"] = f"{value} is not an {label} address."
         return value
     if address not in subnet:
         errors["ip"] = f"{value} is outside the network's subnet {subnet}."
-    elif address == ipaddress.IPv4Address(config.address):
+    elif address == ipaddress.ip_address(config.address):
         errors["ip"] = f"{value} is the network's gateway (the host's own address on it)."
-    elif subnet.prefixlen < 31 and address in (subnet.network_address, subnet.broadcast_address):
-        which = "network" if address == subnet.network_address else "broadcast"
-        errors["ip"] = f"{value} is the subnet's {which} address; no guest can have it."
+    elif address == subnet.network_address and subnet.prefixlen < subnet.max_prefixlen - 1:
+        errors["ip"] = f"{value} is the subnet's network address; no guest can have it."
+    elif subnet.version == 4 and subnet.prefixlen < 31 and address == subnet.broadcast_address:
+        errors["ip"] = f"{value} is the subnet's broadcast address; no guest can have it."
     return str(address)
 
 
@@ -156,19 +220,32 @@ def _check_name(value: str, errors: dict[str, str]) -> str:
     return value
 
 
-def _overlaps(new: DhcpReservation, config: Ipv4Dhcp, replacing: DhcpReservation | None) -> dict[str, str]:
+def _overlaps(new: DhcpReservation, config: IpDhcp, replacing: DhcpReservation | None) -> dict[str, str]:
     found: dict[str, str] = {}
     for other in config.reservations:
-        if replacing is not None and other.mac == replacing.mac:
+        if replacing is not None and other == replacing:
             continue
-        label = f"{other.mac} → {other.ip}" + (f" ({other.name})" if other.name else "")
-        if other.mac == new.mac:
+        label = _describe(other)
+        if new.mac and other.mac == new.mac:
             found.setdefault("mac", f"{new.mac} already has a reservation: {label}.")
-        if other.ip == new.ip:
+        if new.duid and _normal_duid(other.duid) == new.duid:
+            found.setdefault("duid", f"The DUID {new.duid} already has a reservation: {label}.")
+        if _normal_key(other.ip) == new.ip:
             found.setdefault("ip", f"{new.ip} is already reserved: {label}.")
         if new.name and other.name.lower() == new.name.lower():
             found.setdefault("name", f"The name {new.name} is already used: {label}.")
     return found
+
+
+def _normal_duid(duid: str) -> str:
+    """libvirt keeps a DUID as written ("0:3:0:1:..."): compare them with two digits a byte."""
+    return ":".join(part.zfill(2) for part in duid.lower().split(":")) if duid else ""
+
+
+def _describe(reservation: DhcpReservation) -> str:
+    client = reservation.mac or reservation.duid or reservation.name
+    named = reservation.name and reservation.name != client
+    return f"{client} → {reservation.ip}" + (f" ({reservation.name})" if named else "")
 
 
 def _summary(errors: Mapping[str, str]) -> str:
@@ -184,11 +261,11 @@ def reservation_add(*, actor: Actor, network: Network, data: Mapping[str, Any]) 
     return _start(actor, network, "network.reservation-add", {"new": reservation_payload(checked)})
 
 
-def reservation_edit(*, actor: Actor, network: Network, mac: str, data: Mapping[str, Any]) -> Operation:
-    """Queue changing the reservation of `mac` (its MAC, IP or name)."""
+def reservation_edit(*, actor: Actor, network: Network, key: str, data: Mapping[str, Any]) -> Operation:
+    """Queue changing the reservation named by `key` (its MAC, or IPv6 address): any of its fields."""
 
     def check() -> tuple[DhcpReservation, DhcpReservation]:
-        old = reservation_find(network, mac)
+        old = reservation_find(network, key)
         return old, reservation_check(network, data, replacing=old)
 
     old, new = _checked(actor, network, "network.reservation-edit", check)
@@ -198,12 +275,12 @@ def reservation_edit(*, actor: Actor, network: Network, mac: str, data: Mapping[
     return _start(actor, network, "network.reservation-edit", params)
 
 
-def reservation_remove(*, actor: Actor, network: Network, mac: str) -> Operation:
-    """Queue removing the reservation of `mac`; a guest keeps its lease until it expires."""
+def reservation_remove(*, actor: Actor, network: Network, key: str) -> Operation:
+    """Queue removing the reservation named by `key`; a guest keeps its lease until it expires."""
 
     def check() -> DhcpReservation:
         _refuse_state(network)
-        return reservation_find(network, mac)
+        return reservation_find(network, key)
 
     old = _checked(actor, network, "network.reservation-remove", check)
     return _start(actor, network, "network.reservation-remove", {"old": reservation_payload(old)})
@@ -227,7 +304,12 @@ def _start(actor: Actor, network: Network, kind: str, params: dict[str, Any]) ->
 
 
 def _reservation(params: Mapping[str, Any]) -> DhcpReservation:
-    return DhcpReservation(mac=str(params["mac"]), ip=str(params["ip"]), name=str(params.get("name") or ""))
+    return DhcpReservation(
+        mac=str(params["mac"]),
+        ip=str(params["ip"]),
+        name=str(params.get("name") or ""),
+        duid=str(params.get("duid") or ""),
+    )
 
 
 def _apply(op: Operation, progress: Progress) -> dict[str, Any]:
@@ -235,15 +317,15 @@ def _apply(op: Operation, progress: Progress) -> dict[str, Any]:
     target, uuid = host.virt_target(), str(network.uuid)
     if op.kind == "network.reservation-add":
         new = _reservation(op.params["new"])
-        progress(30, f"Reserving {new.ip} for {new.mac} on {network.name}")
+        progress(30, f"Reserving {new.ip} for {new.mac or new.duid or new.name} on {network.name}")
         virt_dhcp.add_dhcp_host(target, uuid, new)
     elif op.kind == "network.reservation-edit":
         old, new = _reservation(op.params["old"]), _reservation(op.params["new"])
-        progress(30, f"Changing the reservation of {old.mac} on {network.name}")
+        progress(30, f"Changing the reservation of {old.key} on {network.name}")
         virt_dhcp.modify_dhcp_host(target, uuid, old, new)
     else:
         old = _reservation(op.params["old"])
-        progress(30, f"Removing the reservation of {old.mac} on {network.name}")
+        progress(30, f"Removing the reservation of {old.key} on {network.name}")
         virt_dhcp.delete_dhcp_host(target, uuid, old)
     network_sync(host, uuid)  # the row's XML now lists the change; network.state is pushed
     return {"network": network.pk, **{key: op.params[key] for key in ("old", "new") if key in op.params}}

@@ -11,7 +11,7 @@ from kvmweb.actors import actor_from_request
 from kvmweb.ui import operation_queued, refusals_as_pages, safe_redirect
 from networks import dhcp_reservations, selectors
 
-FIELDS = ("mac", "ip", "name")
+FIELDS = ("family", "mac", "duid", "ip", "name")
 
 
 def _back(request: HttpRequest, network_id: int) -> HttpResponse:
@@ -33,10 +33,11 @@ def reservation_add(request: HttpRequest, network_id: int) -> HttpResponse:
 @require_POST
 @refusals_as_pages
 def reservation_edit(request: HttpRequest, network_id: int, mac: str) -> HttpResponse:
+    """`mac` is the URL's key: the reservation's MAC, or its address for an IPv6 one."""
     network = selectors.network_get(request.user, network_id)
     data = {key: request.POST[key] for key in FIELDS if key in request.POST}
     actor = actor_from_request(request)
-    op = dhcp_reservations.reservation_edit(actor=actor, network=network, mac=mac, data=data)
+    op = dhcp_reservations.reservation_edit(actor=actor, network=network, key=mac, data=data)
     operation_queued(request, op)
     return _back(request, network.pk)
 
@@ -46,6 +47,6 @@ def reservation_edit(request: HttpRequest, network_id: int, mac: str) -> HttpRes
 @refusals_as_pages
 def reservation_remove(request: HttpRequest, network_id: int, mac: str) -> HttpResponse:
     network = selectors.network_get(request.user, network_id)
-    op = dhcp_reservations.reservation_remove(actor=actor_from_request(request), network=network, mac=mac)
+    op = dhcp_reservations.reservation_remove(actor=actor_from_request(request), network=network, key=mac)
     operation_queued(request, op)
     return _back(request, network.pk)

@@ -36,6 +36,8 @@ class NetworkDefineForm(forms.Form):
     dhcp_end = forms.CharField(max_length=64, required=False)
     ipv6_address = forms.CharField(max_length=64, required=False)
     ipv6_prefix = forms.CharField(max_length=8, required=False, initial="64")
+    ipv6_dhcp_start = forms.CharField(max_length=64, required=False)
+    ipv6_dhcp_end = forms.CharField(max_length=64, required=False)
     bridge_name = forms.CharField(max_length=64, required=False)
     stp = forms.BooleanField(required=False, initial=True)
     delay = forms.CharField(max_length=8, required=False, initial="0")
@@ -80,6 +82,8 @@ class NetworkDefineForm(forms.Form):
                 body["ipv4"]["dhcp"] = {"start": data["dhcp_start"].strip(), "end": data["dhcp_end"].strip()}
         if data["ipv6_address"]:
             body["ipv6"] = {"address": data["ipv6_address"].strip(), "prefix": _int(data["ipv6_prefix"])}
+            if data["ipv6_dhcp_start"] or data["ipv6_dhcp_end"]:
+                body["ipv6"]["dhcp"] = {"start": data["ipv6_dhcp_start"].strip(), "end": data["ipv6_dhcp_end"].strip()}
         if data["mode"] in ("nat", "route", "isolated"):
             body["bridge"] = {"name": data["bridge_name"], "stp": data["stp"], "delay": _int(data["delay"])}
         elif data["bridge_name"]:
@@ -133,7 +137,7 @@ def _form_field(key: str) -> str:
     head = parts[0]
     if head in ("ipv4", "ipv6"):
         if len(parts) > 1 and parts[1] == "dhcp":
-            return "dhcp_start"
+            return "dhcp_start" if head == "ipv4" else "ipv6_dhcp_start"
         return f"{head}_prefix" if parts[-1] == "prefix" else f"{head}_address"
     if head == "bridge":
         return {"stp": "stp", "delay": "delay"}.get(parts[-1], "bridge_name")

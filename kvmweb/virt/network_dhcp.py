@@ -3,9 +3,11 @@
 Leases come from ``virNetworkGetDHCPLeases`` (dnsmasq's lease file, as libvirt reads it). libvirt
 has no lease event, so callers poll. The test driver does not implement it: there ``Unsupported``.
 
-Reservations (``<ip><dhcp><host mac= ip= name=/>``) are read from the network's XML and changed with
-``virNetworkUpdate`` on the IPv4 ``<dhcp>`` section: live and in the config on a running persistent
-network (dnsmasq is told, no restart), only in the config of a stopped one.
+Reservations are read from the network's XML and changed with ``virNetworkUpdate`` on the ``<dhcp>``
+section of the first ``<ip>`` of their family: live and in the config on a running persistent network
+(dnsmasq is told, no restart), only in the config of a stopped one. An IPv4 ``<host mac= ip= name=/>``
+matches a client by MAC; an IPv6 ``<host id= name= ip=/>`` by its DUID (``id``) or name, never a MAC
+(libvirt refuses one there, and needs an id or a name).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from kvmweb.virt import lookup
 from kvmweb.virt.connection import connect
 from kvmweb.virt.errors import NotFound
 from kvmweb.virt.target import HostTarget
-from kvmweb.virt.xml.network_xml import network_info
+from kvmweb.virt.xml.network_xml import NetworkIp, network_info
 
 LibvirtNetwork = Any  # a libvirt.virNetwork; it never leaves this module
 
@@ -40,9 +42,19 @@ class DhcpLease:
 
 @dataclass(frozen=True, slots=True)
 class DhcpReservation:
-    mac: str
+    mac: str  # IPv4 only
     ip: str
     name: str = ""
+    duid: str = ""  # IPv6 only: the client's DHCP unique identifier, libvirt's ``id``
+
+    @property
+    def family(self) -> str:
+        return "ipv6" if ":" in self.ip else "ipv4"
+
+    @property
+    def key(self) -> str:
+        """What names it in URLs: its MAC (IPv4), or its address (IPv6: no MAC, and name and DUID are optional)."""
+        return self.ip if self.family == "ipv6" else self.mac
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +64,18 @@ class DhcpRange:
 
 
 @dataclass(frozen=True, slots=True)
-class Ipv4Dhcp:
-    """The network's IPv4 ``<ip>`` with DHCP: its address (the gateway), subnet, ranges and reservations."""
+class IpDhcp:
+    """The network's ``<ip>`` of one family with DHCP: its address (the gateway), subnet, ranges and reservations."""
 
+    family: str  # "ipv4" or "ipv6"
     address: str
     prefix: int
     ranges: tuple[DhcpRange, ...]
     reservations: tuple[DhcpReservation, ...]
 
     @property
-    def subnet(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"{self.address}/{self.prefix}", strict=False)
+    def subnet(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(f"{self.address}/{self.prefix}", strict=False)
 
 
 # Reading
@@ -101,17 +114,29 @@ def _ip_key(ip: str) -> tuple[int, int]:
     return (address.version, int(address))
 
 
-def ipv4_dhcp(xml: str) -> Ipv4Dhcp | None:
-    """The first IPv4 ``<ip>`` of a network's XML that has ``<dhcp>``, or None (no IPv4 DHCP)."""
-    for ip in network_info(xml).ips:
-        if ip.family != "ipv4" or not ip.has_dhcp or not ip.address or ip.prefix is None:
-            continue
-        return Ipv4Dhcp(
-            address=ip.address,
-            prefix=ip.prefix,
-            ranges=tuple(DhcpRange(start, end) for start, end in ip.dhcp_ranges),
-            reservations=tuple(DhcpReservation(mac=mac, ip=addr, name=name) for mac, addr, name in ip.dhcp_hosts),
-        )
+def ip_dhcp(xml: str, family: str = "ipv4") -> IpDhcp | None:
+    """The first ``<ip>`` of ``family`` in a network's XML that has ``<dhcp>``, or None (no DHCP of that family)."""
+    found = _dhcp_ip(xml, family)
+    if found is None:
+        return None
+    ip = found[1]
+    assert ip.prefix is not None  # _dhcp_ip skips an <ip> without one
+    return IpDhcp(
+        family=family,
+        address=ip.address,
+        prefix=ip.prefix,
+        ranges=tuple(DhcpRange(start, end) for start, end in ip.dhcp_ranges),
+        reservations=tuple(
+            DhcpReservation(mac=mac, ip=addr, name=name, duid=duid) for mac, addr, name, duid in ip.dhcp_hosts
+        ),
+    )
+
+
+def _dhcp_ip(xml: str, family: str) -> tuple[int, NetworkIp] | None:
+    """The index among all ``<ip>`` elements (libvirt's parentIndex) and the facts of that family's DHCP one."""
+    for index, ip in enumerate(network_info(xml).ips):
+        if ip.family == family and ip.has_dhcp and ip.address and ip.prefix is not None:
+            return index, ip
     return None
 
 
@@ -119,8 +144,13 @@ def ipv4_dhcp(xml: str) -> Ipv4Dhcp | None:
 
 
 def dhcp_host_xml(reservation: DhcpReservation) -> str:
-    """The ``<host>`` element ``virNetworkUpdate`` takes."""
-    host = ET.Element("host", mac=reservation.mac, ip=reservation.ip)
+    """The ``<host>`` element ``virNetworkUpdate`` takes (DELETE wants every attribute the network lists)."""
+    host = ET.Element("host")
+    if reservation.family == "ipv4":
+        host.set("mac", reservation.mac)
+    elif reservation.duid:
+        host.set("id", reservation.duid)
+    host.set("ip", reservation.ip)
     if reservation.name:
         host.set("name", reservation.name)
     return ET.tostring(host, encoding="unicode")
@@ -132,8 +162,9 @@ def add_dhcp_host(target: HostTarget, uuid: str, reservation: DhcpReservation) -
 
 
 def modify_dhcp_host(target: HostTarget, uuid: str, old: DhcpReservation, new: DhcpReservation) -> str:
-    """Change a reservation's IP or name (libvirt finds it by MAC); a new MAC is a delete and an add."""
-    if old.mac == new.mac:
+    """Change a reservation in place where libvirt can find it by the new one's MAC (IPv4) or address (IPv6);
+    a new key is a delete and an add (MODIFY matches on MAC, IP or name, never on an IPv6 id)."""
+    if old.key == new.key:
         return _update(target, uuid, libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY, new)
     _update(target, uuid, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, old)
     return _update(target, uuid, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, new)
@@ -148,8 +179,10 @@ def _update(target: HostTarget, uuid: str, command: int, reservation: DhcpReserv
     with connect(target) as conn:
         net = lookup.network(conn, uuid)
         flags = update_flags(active=bool(net.isActive()), persistent=bool(net.isPersistent()))
-        # parentIndex -1: the first IPv4 <ip> (a <host> with a MAC belongs to IPv4).
-        net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, dhcp_host_xml(reservation), flags)
+        found = _dhcp_ip(str(net.XMLDesc(0)), reservation.family)
+        # libvirt's -1 picks the first <ip> with DHCP, whatever the family: name the section instead.
+        index = -1 if found is None else found[0]
+        net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, index, dhcp_host_xml(reservation), flags)
         return str(net.XMLDesc(0))
 
 

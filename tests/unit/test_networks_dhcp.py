@@ -1,7 +1,8 @@
 """DHCP of networks on libvirt's test driver: reservations (checks, operations, API, pages) and the lease refresh.
 
 Each test gets its own fake host (a test-driver node file) with a NAT network "dhcpnet" (10.91.0.0/24, gateway
-.1, range .100-.199, one reservation) and a network "plain" without DHCP. ada administers; alice is a member of
+.1, range .100-.199, one reservation; fd91::/64, gateway fd91::1, range fd91::100-1ff, one reservation by DUID
+and name) and a network "plain" without DHCP. ada administers; alice is a member of
 the host (she sees its networks but may not change them); bob is not.
 
 The test driver cannot list leases (virNetworkGetDHCPLeases is not supported), so the lease refresh tests
@@ -37,7 +38,7 @@ from networks.dhcp_reservations import (
 from networks.models import Network, NetworkLease
 from tests.factories import PASSWORD, make_host
 from tests.runs import actor_of, run
-from tests.unit.virt.test_virt_network_dhcp import NET_UUID, PLAIN_UUID, dhcp_node
+from tests.unit.virt.test_virt_network_dhcp import FIRST6, NET_UUID, PLAIN_UUID, dhcp_node
 
 FIRST = DhcpReservation("52:54:00:aa:00:01", "10.91.0.10", "first")
 
@@ -75,8 +76,8 @@ def refresh(django_capture_on_commit_callbacks: Any) -> Callable[[Any], int]:
     return run_refresh
 
 
-def on_host(host: Any) -> tuple[DhcpReservation, ...]:
-    config = virt_dhcp.ipv4_dhcp(virt.get_network_record(host.virt_target(), NET_UUID).xml)
+def on_host(host: Any, family: str = "ipv4") -> tuple[DhcpReservation, ...]:
+    config = virt_dhcp.ip_dhcp(virt.get_network_record(host.virt_target(), NET_UUID).xml, family)
     assert config is not None
     return config.reservations
 
@@ -94,7 +95,7 @@ def test_adding_a_reservation_applies_it_and_refreshes_the_row(ada: Any, net: Ne
     op = reservation_add(actor=actor_of(ada), network=net, data={"mac": "52:54:00:AA:00:02", "ip": "10.91.0.150"})
 
     assert op.kind == "network.reservation-add" and op.params == {
-        "new": {"mac": "52:54:00:aa:00:02", "ip": "10.91.0.150", "name": ""}
+        "new": {"family": "ipv4", "mac": "52:54:00:aa:00:02", "duid": "", "ip": "10.91.0.150", "name": ""}
     }
     succeeded(op)
     new = DhcpReservation("52:54:00:aa:00:02", "10.91.0.150", "")
@@ -107,20 +108,20 @@ def test_adding_a_reservation_applies_it_and_refreshes_the_row(ada: Any, net: Ne
 
 def test_editing_a_reservation_changes_its_ip_and_name(ada: Any, net: Network, queued: list[int]) -> None:
     succeeded(
-        reservation_edit(actor=actor_of(ada), network=net, mac=FIRST.mac, data={"ip": "10.91.0.20", "name": "db"})
+        reservation_edit(actor=actor_of(ada), network=net, key=FIRST.mac, data={"ip": "10.91.0.20", "name": "db"})
     )
 
     assert on_host(net.host) == (DhcpReservation(FIRST.mac, "10.91.0.20", "db"),)
 
 
 def test_editing_a_reservations_mac_moves_it_to_the_new_card(ada: Any, net: Network, queued: list[int]) -> None:
-    succeeded(reservation_edit(actor=actor_of(ada), network=net, mac=FIRST.mac, data={"mac": "52:54:00:aa:00:09"}))
+    succeeded(reservation_edit(actor=actor_of(ada), network=net, key=FIRST.mac, data={"mac": "52:54:00:aa:00:09"}))
 
     assert on_host(net.host) == (DhcpReservation("52:54:00:aa:00:09", FIRST.ip, FIRST.name),)
 
 
 def test_removing_a_reservation_removes_it(ada: Any, net: Network, queued: list[int]) -> None:
-    succeeded(reservation_remove(actor=actor_of(ada), network=net, mac=FIRST.mac.upper()))
+    succeeded(reservation_remove(actor=actor_of(ada), network=net, key=FIRST.mac.upper()))
 
     assert on_host(net.host) == ()
     net.refresh_from_db()
@@ -186,20 +187,20 @@ def test_a_reservation_outside_the_range_but_inside_the_subnet_is_accepted(
 
 
 def test_editing_a_reservation_may_keep_its_own_ip_and_name(ada: Any, net: Network, queued: list[int]) -> None:
-    op = reservation_edit(actor=actor_of(ada), network=net, mac=FIRST.mac, data={"ip": "10.91.0.10", "name": "x1"})
-    assert op.params["new"] == {"mac": FIRST.mac, "ip": "10.91.0.10", "name": "x1"}
+    op = reservation_edit(actor=actor_of(ada), network=net, key=FIRST.mac, data={"ip": "10.91.0.10", "name": "x1"})
+    assert op.params["new"] == {"family": "ipv4", "mac": FIRST.mac, "duid": "", "ip": "10.91.0.10", "name": "x1"}
 
 
 def test_an_edit_that_changes_nothing_is_refused(ada: Any, net: Network, queued: list[int]) -> None:
     with pytest.raises(Invalid, match="Nothing to change"):
-        reservation_edit(actor=actor_of(ada), network=net, mac=FIRST.mac, data={"ip": FIRST.ip})
+        reservation_edit(actor=actor_of(ada), network=net, key=FIRST.mac, data={"ip": FIRST.ip})
 
 
 def test_editing_or_removing_an_unknown_reservation_is_not_found(ada: Any, net: Network, queued: list[int]) -> None:
     with pytest.raises(NotVisible, match="has no DHCP reservation for 52:54:00:aa:00:77"):
-        reservation_remove(actor=actor_of(ada), network=net, mac="52:54:00:aa:00:77")
+        reservation_remove(actor=actor_of(ada), network=net, key="52:54:00:aa:00:77")
     with pytest.raises(NotVisible):
-        reservation_edit(actor=actor_of(ada), network=net, mac="52:54:00:aa:00:77", data={"ip": "10.91.0.5"})
+        reservation_edit(actor=actor_of(ada), network=net, key="52:54:00:aa:00:77", data={"ip": "10.91.0.5"})
     assert not Operation.objects.exists()
 
 
@@ -207,7 +208,7 @@ def test_a_network_without_ipv4_dhcp_takes_no_reservations(ada: Any, lab: Any, q
     plain = Network.objects.get(host=lab, uuid=PLAIN_UUID)
     with pytest.raises(Conflict) as refused:
         reservation_add(actor=actor_of(ada), network=plain, data={"mac": "52:54:00:aa:00:02", "ip": "10.91.0.5"})
-    assert refused.value.details == {"network": "plain has no IPv4 DHCP server, so it cannot hold reservations."}
+    assert refused.value.details == {"network": "plain has no IPv4 DHCP server, so it cannot hold IPv4 reservations."}
 
 
 def test_an_unreachable_host_takes_no_reservations(ada: Any, net: Network, queued: list[int]) -> None:
@@ -221,7 +222,7 @@ def test_only_administrators_change_reservations(alice: Any, net: Network, queue
     with pytest.raises(Forbidden):
         reservation_add(actor=actor_of(alice), network=net, data={"mac": "52:54:00:aa:00:02", "ip": "10.91.0.5"})
     with pytest.raises(Forbidden):
-        reservation_remove(actor=actor_of(alice), network=net, mac=FIRST.mac)
+        reservation_remove(actor=actor_of(alice), network=net, key=FIRST.mac)
     assert not Operation.objects.exists()
     assert set(AuditEvent.objects.values_list("outcome", flat=True)) == {"denied"}
     assert dhcp.panel_context(user=alice, network=net)["dhcp_may_manage"] is False
@@ -243,7 +244,10 @@ def test_api_lists_reservations_and_leases(alice: Any, net: Network) -> None:
     client = api(alice)
 
     assert client.get(f"/api/v1/networks/{net.pk}/reservations/").json() == {
-        "reservations": [{"mac": "52:54:00:aa:00:01", "ip": "10.91.0.10", "name": "first"}]
+        "reservations": [
+            {"family": "ipv4", "mac": "52:54:00:aa:00:01", "duid": "", "ip": "10.91.0.10", "name": "first"},
+            {"family": "ipv6", "mac": "", "duid": FIRST6.duid, "ip": "fd91::10", "name": "first6"},
+        ]
     }
     assert client.get(f"/api/v1/networks/{net.pk}/leases/").json() == {
         "leases": [
@@ -268,7 +272,13 @@ def test_api_adds_edits_and_removes_reservations_as_operations(ada: Any, net: Ne
     edited = client.patch(f"{base}52:54:00:aa:00:02/", {"name": "web"}, content_type="application/json")
     assert edited.status_code == 202 and edited.json()["operation"]["kind"] == "network.reservation-edit"
     succeeded(Operation.objects.get(pk=edited.json()["operation"]["id"]))
-    assert client.get(base).json()["reservations"][1] == {"mac": "52:54:00:aa:00:02", "ip": "10.91.0.11", "name": "web"}
+    assert client.get(base).json()["reservations"][1] == {
+        "family": "ipv4",
+        "mac": "52:54:00:aa:00:02",
+        "duid": "",
+        "ip": "10.91.0.11",
+        "name": "web",
+    }
     removed = client.delete(f"{base}52:54:00:aa:00:02/")
     assert removed.status_code == 202 and removed.json()["operation"]["kind"] == "network.reservation-remove"
     succeeded(Operation.objects.get(pk=removed.json()["operation"]["id"]))
@@ -495,3 +505,198 @@ def test_a_refused_page_form_says_why_and_queues_nothing(ada: Any, net: Network,
     )  # fmt: skip
     assert "bad is not a MAC address" in response.content.decode()
     assert not Operation.objects.exists()
+
+
+# IPv6 reservations (DHCPv6: a client is matched by its DUID or its name; the reservation is named by its address)
+
+DUID2 = "00:03:00:01:52:54:00:aa:00:02"
+
+
+def test_adding_an_ipv6_reservation_applies_it_to_the_ipv6_section(ada: Any, net: Network, queued: list[int]) -> None:
+    data = {"family": "ipv6", "duid": "0:3:0:1:52:54:0:AA:0:2", "ip": "FD91::0:11", "name": "web6"}
+    op = reservation_add(actor=actor_of(ada), network=net, data=data)
+
+    assert op.params == {"new": {"family": "ipv6", "mac": "", "duid": DUID2, "ip": "fd91::11", "name": "web6"}}
+    succeeded(op)
+    new = DhcpReservation("", "fd91::11", "web6", DUID2)
+    assert on_host(net.host, "ipv6") == (FIRST6, new)
+    assert on_host(net.host) == (FIRST,)
+    net.refresh_from_db()
+    assert dhcp.panel_context(user=ada, network=net)["dhcp6_reservations"] == [FIRST6, new]
+
+
+def test_an_ipv6_reservation_may_name_only_a_host(ada: Any, net: Network, queued: list[int]) -> None:
+    succeeded(
+        reservation_add(actor=actor_of(ada), network=net, data={"family": "ipv6", "ip": "fd91::12", "name": "db"})
+    )
+    assert on_host(net.host, "ipv6")[-1] == DhcpReservation("", "fd91::12", "db", "")
+
+
+def test_editing_an_ipv6_reservation_found_by_its_address(ada: Any, net: Network, queued: list[int]) -> None:
+    succeeded(reservation_edit(actor=actor_of(ada), network=net, key="FD91:0::10", data={"name": "", "duid": DUID2}))
+    assert on_host(net.host, "ipv6") == (DhcpReservation("", "fd91::10", "", DUID2),)
+    net.refresh_from_db()  # the service reads the reservation from the row, as the worker left it
+    succeeded(reservation_edit(actor=actor_of(ada), network=net, key="fd91::10", data={"ip": "fd91::20"}))
+    assert on_host(net.host, "ipv6") == (DhcpReservation("", "fd91::20", "", DUID2),)
+
+
+def test_removing_an_ipv6_reservation_removes_only_it(ada: Any, net: Network, queued: list[int]) -> None:
+    succeeded(reservation_remove(actor=actor_of(ada), network=net, key="fd91::10"))
+    assert on_host(net.host, "ipv6") == () and on_host(net.host) == (FIRST,)
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        ({"mac": "52:54:00:aa:00:02", "ip": "fd91::11", "name": "a"}, "mac", "libvirt takes no MAC there"),
+        ({"ip": "fd91::11"}, "duid", "Give the client's DUID or its host name"),
+        ({"duid": "00:03:zz", "ip": "fd91::11"}, "duid", "is not a DUID"),
+        ({"duid": "00:03", "ip": "fd91::11"}, "duid", "is not a DUID"),
+        ({"duid": DUID2, "ip": ""}, "ip", "Enter the IPv6 address to reserve, inside fd91::/64"),
+        ({"duid": DUID2, "ip": "10.91.0.50"}, "ip", "is not an IPv6 address"),
+        ({"duid": DUID2, "ip": "fd92::11"}, "ip", "outside the network's subnet fd91::/64"),
+        ({"duid": DUID2, "ip": "fd91::1"}, "ip", "is the network's gateway"),
+        ({"duid": DUID2, "ip": "fd91::"}, "ip", "subnet's network address"),
+        ({"duid": DUID2, "ip": "fd91::11", "name": "bad name!"}, "name", "is not a host name"),
+    ],
+)
+def test_bad_ipv6_input_is_refused_per_field_and_changes_nothing(
+    ada: Any, net: Network, queued: list[int], data: dict[str, str], field: str, words: str
+) -> None:
+    with pytest.raises(Invalid) as refused:
+        reservation_add(actor=actor_of(ada), network=net, data={"family": "ipv6", **data})
+
+    assert list(refused.value.details) == [field] and words in str(refused.value.details[field])
+    assert not Operation.objects.exists() and queued == []
+    assert on_host(net.host, "ipv6") == (FIRST6,)
+
+
+def test_an_ipv4_reservation_takes_no_duid_and_the_family_is_ipv4_or_ipv6(ada: Any, net: Network) -> None:
+    with pytest.raises(Invalid) as refused:
+        reservation_add(
+            actor=actor_of(ada), network=net, data={"mac": "52:54:00:aa:00:02", "ip": "10.91.0.50", "duid": DUID2}
+        )
+    assert list(refused.value.details) == ["duid"] and "a DUID only applies to IPv6" in refused.value.message
+    with pytest.raises(Invalid) as refused:
+        reservation_add(actor=actor_of(ada), network=net, data={"family": "ipx", "ip": "10.91.0.50"})
+    assert refused.value.details == {"family": "A reservation is ipv4 or ipv6; got 'ipx'."}
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        ({"duid": FIRST6.duid.replace("00", "0"), "ip": "fd91::11"}, "duid", f"The DUID {FIRST6.duid} already has"),
+        ({"duid": DUID2, "ip": "fd91:0::10"}, "ip", "fd91::10 is already reserved"),
+        ({"duid": DUID2, "ip": "fd91::11", "name": "FIRST6"}, "name", "The name FIRST6 is already used"),
+    ],
+)
+def test_overlapping_another_ipv6_reservation_is_refused(
+    ada: Any, net: Network, queued: list[int], data: dict[str, str], field: str, words: str
+) -> None:
+    with pytest.raises(Conflict) as refused:
+        reservation_add(actor=actor_of(ada), network=net, data={"family": "ipv6", **data})
+
+    assert list(refused.value.details) == [field] and words in str(refused.value.details[field])
+    assert f"{FIRST6.duid} → fd91::10 (first6)" in refused.value.message
+    assert not Operation.objects.exists() and on_host(net.host, "ipv6") == (FIRST6,)
+
+
+def test_a_network_without_dhcpv6_takes_no_ipv6_reservations(ada: Any, lab: Any, queued: list[int]) -> None:
+    plain = Network.objects.get(host=lab, uuid=PLAIN_UUID)
+    with pytest.raises(Conflict) as refused:
+        reservation_add(actor=actor_of(ada), network=plain, data={"family": "ipv6", "ip": "fd91::5", "name": "a"})
+    assert refused.value.details == {"network": "plain has no IPv6 DHCP server, so it cannot hold IPv6 reservations."}
+
+
+def test_an_unknown_ipv6_reservation_is_not_found_by_its_address(ada: Any, net: Network, queued: list[int]) -> None:
+    with pytest.raises(NotVisible) as missing:
+        reservation_remove(actor=actor_of(ada), network=net, key="fd91::77")
+    assert missing.value.details == {"ip": "dhcpnet has no DHCP reservation for fd91::77."}
+
+
+def test_api_adds_edits_and_removes_an_ipv6_reservation(ada: Any, net: Network, queued: list[int]) -> None:
+    client = api(ada)
+    base = f"/api/v1/networks/{net.pk}/reservations/"
+
+    added = client.post(base, {"family": "ipv6", "duid": DUID2, "ip": "fd91::11"}, content_type="application/json")
+    assert added.status_code == 202
+    succeeded(Operation.objects.get(pk=added.json()["operation"]["id"]))
+    edited = client.patch(f"{base}fd91::11/", {"name": "web6"}, content_type="application/json")
+    assert edited.status_code == 202
+    succeeded(Operation.objects.get(pk=edited.json()["operation"]["id"]))
+    assert client.get(base).json()["reservations"][-1] == {
+        "family": "ipv6", "mac": "", "duid": DUID2, "ip": "fd91::11", "name": "web6"
+    }  # fmt: skip
+    removed = client.delete(f"{base}fd91::11/")
+    assert removed.status_code == 202
+    succeeded(Operation.objects.get(pk=removed.json()["operation"]["id"]))
+    assert on_host(net.host, "ipv6") == (FIRST6,)
+    bad = client.post(
+        base, {"family": "ipv6", "mac": "52:54:00:aa:00:02", "ip": "fd91::13"}, content_type="application/json"
+    )
+    assert bad.status_code == 400 and list(bad.json()["error"]["details"]) == ["mac", "duid"]
+
+
+def test_the_panel_shows_both_families_and_ipv6_forms_to_administrators(ada: Any, alice: Any, net: Network) -> None:
+    from django.template.loader import render_to_string
+
+    admin_html = render_to_string(
+        "networks/dhcp_panel.html", {"network": net, **dhcp.panel_context(user=ada, network=net)}
+    )
+    member_html = render_to_string(
+        "networks/dhcp_panel.html", {"network": net, **dhcp.panel_context(user=alice, network=net)}
+    )
+
+    assert "Static IPv4 reservations" in admin_html and "Static IPv6 reservations" in admin_html
+    assert 'data-reservation-mac="52:54:00:aa:00:01"' in admin_html and 'data-reservation-ip="fd91::10"' in admin_html
+    assert FIRST6.duid in admin_html and "first6" in admin_html and "fd91::/64" in admin_html
+    assert '<input type="hidden" name="family" value="ipv6">' in admin_html
+    assert f'action="/networks/{net.pk}/reservations/fd91::10/remove/"' in admin_html
+    assert 'data-reservation-ip="fd91::10"' in member_html and 'name="family"' not in member_html
+
+
+def test_the_panel_of_a_network_with_only_ipv4_dhcp_has_no_ipv6_card(ada: Any, net: Network) -> None:
+    from django.template.loader import render_to_string
+
+    Network.objects.filter(pk=net.pk).update(xml=net.xml.split("<ip family='ipv6'")[0] + "</network>")
+    net.refresh_from_db()
+    html = render_to_string("networks/dhcp_panel.html", {"network": net, **dhcp.panel_context(user=ada, network=net)})
+    assert "Static reservations" in html and "IPv6" not in html
+
+
+def test_the_page_forms_manage_ipv6_reservations(ada: Any, net: Network, queued: list[int]) -> None:
+    client = login(ada)
+    base = f"/networks/{net.pk}/reservations/"
+
+    client.post(base, {"family": "ipv6", "duid": "", "ip": "fd91::12", "name": "app"})
+    succeeded(Operation.objects.latest("pk"))
+    client.post(f"{base}fd91::12/", {"duid": DUID2, "ip": "fd91::12", "name": "app"})
+    succeeded(Operation.objects.latest("pk"))
+    assert on_host(net.host, "ipv6") == (FIRST6, DhcpReservation("", "fd91::12", "app", DUID2))
+    client.post(f"{base}fd91::10/remove/")
+    succeeded(Operation.objects.latest("pk"))
+    assert on_host(net.host, "ipv6") == (DhcpReservation("", "fd91::12", "app", DUID2),)
+
+
+def test_the_define_form_sends_a_dhcpv6_range_and_puts_its_refusal_next_to_it(ada: Any, lab: Any) -> None:
+    from networks.forms import NetworkDefineForm
+
+    fields = {"host": lab.pk, "mode": "isolated", "name": "v6", "ipv6_address": "fd93::1", "ipv6_prefix": "64"}
+    form = NetworkDefineForm(
+        {**fields, "ipv6_dhcp_start": "fd93::100", "ipv6_dhcp_end": "fd93::1ff"}, hosts=[(lab.pk, lab.name)]
+    )
+    assert form.is_valid(), form.errors
+    assert form.to_data()["ipv6"] == {
+        "address": "fd93::1",
+        "prefix": 64,
+        "dhcp": {"start": "fd93::100", "end": "fd93::1ff"},
+    }
+
+    html = (
+        login(ada)
+        .post(
+            "/networks/new/", {**fields, "delay": "0", "ipv6_dhcp_start": "fd93::100", "ipv6_dhcp_end": "fd93::1:1ff"}
+        )
+        .content.decode()
+    )
+    assert 'id="id_ipv6_dhcp_start-errors"' in html and "differ only in the last group" in html

@@ -162,6 +162,19 @@ class IpSpec:
                 f"The DHCP range cannot include the subnet's own or broadcast address "
                 f"({net.network_address}, {net.broadcast_address}).",
             )
+        else:
+            refuse(
+                int(net.network_address) < low,
+                f"{field}.dhcp",
+                f"The DHCP range cannot include the subnet's own address {net.network_address} (its routers' anycast).",
+            )
+            # libvirt refuses a DHCPv6 range whose ends differ above their last 16 bits ("too large (> 65535)").
+            refuse(
+                low >> 16 == high >> 16,
+                f"{field}.dhcp",
+                f"The DHCPv6 range {start}–{end} is too large for libvirt: its ends may differ only in the last "
+                f"group (at most 65536 addresses, such as {start}–{ipaddress.IPv6Address(low | 0xFFFF)}).",
+            )
         refuse(
             not low <= gateway <= high,
             f"{field}.dhcp",

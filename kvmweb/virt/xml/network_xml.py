@@ -84,7 +84,7 @@ class NetworkIp:
     subnet: str | None  # e.g. 10.77.0.0/24; None when the XML's address/prefix do not parse
     dhcp_ranges: tuple[tuple[str, str], ...]
     has_dhcp: bool = False  # a <dhcp> element, even one with only host entries
-    dhcp_hosts: tuple[tuple[str, str, str], ...] = ()  # (mac, ip, name) reservations
+    dhcp_hosts: tuple[tuple[str, str, str, str], ...] = ()  # (mac, ip, name, id) reservations; id: an IPv6 DUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +150,8 @@ def _read_ip(element: ET.Element) -> NetworkIp:
         pass
     ranges = tuple((r.get("start", ""), r.get("end", "")) for r in element.findall("dhcp/range"))
     hosts = tuple(
-        ((h.get("mac") or "").lower(), h.get("ip") or "", h.get("name") or "") for h in element.findall("dhcp/host")
+        ((h.get("mac") or "").lower(), h.get("ip") or "", h.get("name") or "", (h.get("id") or "").lower())
+        for h in element.findall("dhcp/host")
     )
     return NetworkIp(
         family=family,

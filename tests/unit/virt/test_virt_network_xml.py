@@ -174,3 +174,51 @@ def test_raw_xml_check_refuses_entities_and_other_roots() -> None:
         check_network_xml("<pool><name>x</name></pool>")
     with pytest.raises(virt.InvalidArgument, match="Network name"):
         check_network_xml("<network><name>a b</name></network>")
+
+
+# IPv6 with DHCPv6 (a range, for reservations)
+
+NAT6 = replace(NAT, ipv6=IpSpec("fd77::1", 64, "fd77::100", "fd77::1ff"))
+
+
+def test_a_dhcpv6_range_is_built_in_the_ipv6_ip_and_reads_back() -> None:
+    info = network_info(build_network_xml(NAT6))
+
+    assert [(ip.family, ip.subnet, ip.dhcp_ranges, ip.has_dhcp) for ip in info.ips] == [
+        ("ipv4", "10.77.0.0/24", (("10.77.0.100", "10.77.0.199"),), True),
+        ("ipv6", "fd77::/64", (("fd77::100", "fd77::1ff"),), True),
+    ]
+    assert '<ip family="ipv6" address="fd77::1" prefix="64">' in build_network_xml(NAT6)
+
+
+def test_an_ipv6_reservation_reads_back_with_its_duid_and_no_mac() -> None:
+    xml = (
+        "<network><name>n</name><ip family='ipv6' address='fd77::1' prefix='64'><dhcp>"
+        "<range start='fd77::100' end='fd77::1ff'/><host id='00:03:00:01:52:54:00:AA:00:01' name='a' ip='fd77::10'/>"
+        "</dhcp></ip></network>"
+    )
+    assert network_info(xml).ips[0].dhcp_hosts == (("", "fd77::10", "a", "00:03:00:01:52:54:00:aa:00:01"),)
+
+
+BAD6: dict[str, tuple[IpSpec, str]] = {
+    "outside the prefix": (IpSpec("fd77::1", 64, "fd78::100", "fd78::1ff"), "must be inside the subnet fd77::/64"),
+    "includes the gateway": (IpSpec("fd77::1", 64, "fd77::1", "fd77::ff"), "includes the gateway fd77::1"),
+    "includes the subnet's address": (IpSpec("fd77::1", 64, "fd77::", "fd77::0"), "the subnet's own address fd77::"),
+    "backwards": (IpSpec("fd77::1", 64, "fd77::200", "fd77::100"), "starts after it ends"),
+    "too large for libvirt": (IpSpec("fd77::1", 64, "fd77::100", "fd77::1:1ff"), "differ only in the last group"),
+    "one end only": (IpSpec("fd77::1", 64, "fd77::100", None), "Give both ends"),
+    "ipv4 ends": (IpSpec("fd77::1", 64, "10.77.0.100", "10.77.0.199"), "must be inside the subnet"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BAD6))
+def test_a_bad_dhcpv6_range_is_refused_naming_the_field(case: str) -> None:
+    ipv6, words = BAD6[case]
+    with pytest.raises(NetworkSpecRefused) as refused:
+        replace(NAT, ipv6=ipv6)
+    assert refused.value.field == "ipv6.dhcp" and words in refused.value.message
+
+
+def test_the_largest_dhcpv6_range_libvirt_takes_is_accepted() -> None:
+    spec = replace(NAT, ipv6=IpSpec("fd77::1", 64, "fd77::1:0", "fd77::1:ffff"))
+    assert network_info(build_network_xml(spec)).ips[1].dhcp_ranges == (("fd77::1:0", "fd77::1:ffff"),)
