@@ -21,6 +21,7 @@ from storage.models import StoragePool
 from vms.actions import ActionSpec, action_register
 from vms.handlers import vm_for_operation, vm_refresh
 from vms.models import VirtualMachine
+from vms.snapshot_models import Snapshot
 
 DISK_CHOICES = ("keep", "delete")
 
@@ -89,6 +90,9 @@ def _delete(op: Operation, progress: Progress) -> dict[str, Any]:
         fates = _fates_on_host(host, uuid, xml)
     progress(40, f"Removing the definition of {vm.name}, its saved state and snapshot metadata")
     virt.undefine_domain(target, uuid)
+    # The row stays (marked gone) for its history; its snapshots and saved state went with the definition.
+    Snapshot.objects.filter(vm=vm).delete()
+    VirtualMachine.objects.filter(pk=vm.pk).update(has_managed_save=False)
     deleted, kept = [], [{"path": fate.path, "reason": fate.reason} for fate in fates if not fate.delete]
     for fate in (fate for fate in fates if fate.delete):
         progress(60, f"Deleting {fate.path}")
