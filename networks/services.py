@@ -42,7 +42,11 @@ def networks_apply_inventory(*, host: Host, networks: Sequence[virt.NetworkRecor
         if row.gone_since is None:
             row.gone_since, row.active = now, False
             update.append(row)
-    Network.objects.bulk_create(create)
+    # The worker and the events process may index a newly added host at once: an upsert lets both win.
+    create.sort(key=lambda row: str(row.uuid))
+    Network.objects.bulk_create(
+        create, update_conflicts=True, unique_fields=["host", "uuid"], update_fields=list(OBSERVED)
+    )
     Network.objects.bulk_update(update, [*OBSERVED, "gone_since"])
     return len(create) + len(update)
 

@@ -72,7 +72,11 @@ def storage_apply_inventory(
         if uuid not in listed and row.gone_since is None:
             row.gone_since, row.state = now, "inactive"
             update.append(row)
-    StoragePool.objects.bulk_create(create)
+    # The worker and the events process may index a newly added host at once: an upsert lets both win.
+    create.sort(key=lambda row: str(row.uuid))
+    StoragePool.objects.bulk_create(
+        create, update_conflicts=True, unique_fields=["host", "uuid"], update_fields=list(POOL_FIELDS)
+    )
     StoragePool.objects.bulk_update(update, [*POOL_FIELDS, "gone_since"])
     # An active pool's listing is complete even when empty: its last volume may have just gone.
     active = [record.uuid for record in pools if record.state == "running"]

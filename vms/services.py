@@ -105,7 +105,12 @@ def vms_apply_inventory(*, host: Host, domains: Sequence[virt.DomainRecord], now
             vm.state, vm.state_reason, vm.gone_since, vm.state_changed = VirtualMachine.State.GONE, "", now, now
             vm.version += 1
             changes.gone.append(vm)
-    VirtualMachine.objects.bulk_create(changes.created, batch_size=500)
+    # The worker's reconcile of a newly added host and the events process's, on connecting to it, can
+    # index one new guest at once: an upsert (in one order, so their row locks can't deadlock) lets both win.
+    changes.created.sort(key=lambda vm: str(vm.uuid))
+    VirtualMachine.objects.bulk_create(
+        changes.created, batch_size=500, update_conflicts=True, unique_fields=["uuid"], update_fields=list(OBSERVED)
+    )
     fields = [*OBSERVED, "pending", "version", "state_changed", "gone_since", "updated"]
     for vm in (*changes.updated, *changes.gone):
         vm.updated = now

@@ -154,9 +154,8 @@ def test_guest_booted_after_its_reservation_gets_the_reserved_ip(
     mac = random_mac()
     reserved = str(list(subnet.hosts())[49])  # .50: outside the dynamic range (.64-.128)
     network_api.reserve(network, mac=mac, ip=reserved, name="reserved-guest")
-    assert {"mac": mac, "ip": reserved, "name": "reserved-guest"} in network_api.get(
-        f"/api/v1/networks/{network.pk}/reservations/"
-    )["reservations"]
+    expected = {"family": "ipv4", "mac": mac, "duid": "", "ip": reserved, "name": "reserved-guest"}
+    assert expected in network_api.get(f"/api/v1/networks/{network.pk}/reservations/")["reservations"]
 
     guest = net_guests("res", NicSpec(network=name, mac=mac))
     assert wait_for_nic_address(guest, mac).ip == reserved

@@ -125,3 +125,43 @@ def test_reconcile_publishes_one_message_per_changed_vm(db, node, django_capture
     [(groups, payload)] = sent
     assert groups == sorted(["admins", f"user.{alice.pk}", f"vm.{A}"])
     assert (payload["type"], payload["vm"], payload["state"], payload["v"]) == ("vm.state", A, "paused", 1)
+
+
+def test_a_reconcile_racing_another_for_a_new_host_upserts_its_rows(db, node, monkeypatch):  # type: ignore[no-untyped-def]
+    """The worker's reconcile of a host just added and the events process's, on connecting, both index it:
+    rows the other one inserted after this one looked are updated, not a unique violation that fails the add."""
+    from networks import services as network_services
+    from networks.models import Network
+    from storage import services as storage_services
+    from storage.models import StoragePool
+    from vms import services as vm_services
+
+    host = make_host("sim")
+
+    def racing(module, name, insert):  # type: ignore[no-untyped-def]
+        values_of = getattr(module, name)
+
+        def the_other_process_got_there_first(*args):  # type: ignore[no-untyped-def]
+            insert(args[-1])  # the record being indexed, inserted just after this reconcile read its rows
+            return values_of(*args)
+
+        monkeypatch.setattr(module, name, the_other_process_got_there_first)
+
+    racing(
+        vm_services,
+        "observed_fields",
+        lambda r: VirtualMachine.objects.get_or_create(
+            uuid=r.uuid, defaults={"host": host, "name": "old", "state": "shutoff", "state_changed": host.created}
+        ),
+    )
+    racing(network_services, "_values", lambda r: Network.objects.get_or_create(host=host, uuid=r.uuid, name="old"))
+    racing(
+        storage_services,
+        "_pool_values",
+        lambda r: StoragePool.objects.get_or_create(host=host, uuid=r.uuid, name="old"),
+    )
+    reconcile(host, "test:///default")  # a guest, a network and a pool
+
+    assert VirtualMachine.objects.exists() and not VirtualMachine.objects.filter(name="old").exists()
+    assert Network.objects.exists() and not Network.objects.filter(name="old").exists()
+    assert StoragePool.objects.exists() and not StoragePool.objects.filter(name="old").exists()
