@@ -111,20 +111,6 @@ def network_record_now(net: LibvirtObject) -> NetworkRecord:
     )
 
 
-def _network_inactive_xml(net: LibvirtObject, xml: str, *, active: bool, persistent: bool) -> str:
-    """The persistent definition of a running network where it can differ from the live ``xml``."""
-    if not (active and persistent):
-        return ""
-    try:
-        inactive = str(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
-    except libvirt.libvirtError as exc:
-        # libvirt's test driver knows no flags; its networks have one definition anyway
-        if exc.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
-            raise
-        return ""
-    return "" if inactive == xml else inactive
-
-
 def get_pool_record(target: HostTarget, uuid: str) -> PoolRecord:
     """One storage pool, as get_inventory reports it (5 calls)."""
     with connect(target) as conn:
@@ -179,9 +165,20 @@ def _all_domains(conn: Connection) -> list[DomainRecord]:
 
 def _inactive_xml(dom: LibvirtObject, xml: str, persistent: bool) -> str:
     """The persistent definition where it can differ from the live ``xml`` (see the module docstring)."""
-    if not persistent or dom.ID() < 0:
+    return _next_definition(dom, xml, libvirt.VIR_DOMAIN_XML_INACTIVE, running=persistent and dom.ID() >= 0)
+
+
+def _next_definition(obj: LibvirtObject, xml: str, flag: int, *, running: bool) -> str:
+    """A running persistent domain's or network's next-boot definition, or "" when it is the live ``xml``."""
+    if not running:
         return ""
-    inactive = str(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    try:
+        inactive = str(obj.XMLDesc(flag))
+    except libvirt.libvirtError as exc:
+        # libvirt's test driver knows no flags on networks; its networks have one definition anyway
+        if exc.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
+            raise
+        return ""
     return "" if inactive == xml else inactive
 
 
@@ -262,7 +259,7 @@ def _network_record(net: LibvirtObject, xml: str, *, active: bool, persistent: b
         bridge=facts.bridge,
         forward_mode=facts.forward_mode,
         xml=xml,
-        xml_inactive=_network_inactive_xml(net, xml, active=active, persistent=persistent),
+        xml_inactive=_next_definition(net, xml, libvirt.VIR_NETWORK_XML_INACTIVE, running=active and persistent),
     )
 
 

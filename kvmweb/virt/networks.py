@@ -100,20 +100,6 @@ def undefine_network(target: HostTarget, uuid: str) -> None:
             net.undefine()
 
 
-def network_xml(target: HostTarget, uuid: str, *, inactive: bool = True) -> str:
-    """The network's XML: its persistent definition when ``inactive`` (what the XML editor edits)."""
-    with connect(target) as conn:
-        net = lookup.network(conn, uuid)
-        if inactive and net.isPersistent():
-            try:
-                return str(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
-            except libvirt.libvirtError as exc:
-                # libvirt's test driver knows no flags; its networks have one definition anyway
-                if exc.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
-                    raise
-        return str(net.XMLDesc(0))
-
-
 def get_network_uuid(target: HostTarget, name: str) -> str | None:
     with connect(target) as conn:
         net = _by_name(conn, name)

@@ -56,7 +56,7 @@ def test_raw_xml_defines_and_undefine_removes_a_running_network(target: virt.Hos
 
 def test_inactive_xml_is_read_and_redefined_keeping_the_uuid(target: virt.HostTarget, name: str) -> None:
     record = networks.define_network(target, _spec(name))
-    xml = networks.network_xml(target, record.uuid)
+    xml = definition(target, record.uuid)
     assert record.uuid in xml
     changed = networks.redefine_network(target, record.uuid, xml.replace("10.91.0.20", "10.91.0.30"))
     assert changed.uuid == record.uuid and "10.91.0.30" in changed.xml
@@ -64,7 +64,7 @@ def test_inactive_xml_is_read_and_redefined_keeping_the_uuid(target: virt.HostTa
 
 def test_redefining_with_another_name_is_refused(target: virt.HostTarget, name: str) -> None:
     record = networks.define_network(target, _spec(name))
-    xml = networks.network_xml(target, record.uuid).replace(f"<name>{name}</name>", "<name>other</name>")
+    xml = definition(target, record.uuid).replace(f"<name>{name}</name>", "<name>other</name>")
     with pytest.raises(virt.InvalidArgument, match="Keep the network's <name>"):
         networks.redefine_network(target, record.uuid, xml)
 
@@ -83,3 +83,9 @@ def test_host_interfaces_are_listed_with_state_and_addresses(target: virt.HostTa
 
 def test_bridge_names_include_the_networks_bridges(target: virt.HostTarget) -> None:
     assert "virbr0" in networks.bridge_names(target)
+
+
+def definition(target: virt.HostTarget, uuid: str) -> str:
+    """What the XML editor edits: the persistent definition, as the inventory reads it."""
+    record = virt.get_network_record(target, uuid)
+    return record.xml_inactive or record.xml
