@@ -2,6 +2,7 @@
 
 import asyncio
 import atexit
+import concurrent.futures
 import json
 import logging
 import os
@@ -103,7 +104,7 @@ class _Sender:
             return
         try:
             self.flush(SEND_TIMEOUT)
-        except Exception:
+        except concurrent.futures.TimeoutError:  # Redis gone: say what the pages will miss until they reload
             log.warning("exiting with %d pushes not sent", self.queue.qsize())
 
 
