@@ -20,6 +20,9 @@ def operation_payload(op: Operation) -> dict[str, Any]:
         "progress": op.progress,
         "message": op.message,
         "error": op.error,
+        # What a failure suggests doing next (a shutdown that timed out: "force-off"), for the drawer's button;
+        # the rest of the result stays on the operation's page.
+        "suggest": op.result.get("suggest"),
         "created": _iso(op.created),
         "started": _iso(op.started),
         "finished": _iso(op.finished),

@@ -1,12 +1,15 @@
 // The operations indicator in the top bar and the drawer it opens. The server renders the active
 // operations (#ops-active); live messages keep them true; finished ones move to "Recently finished",
 // which is kept for the browser tab in sessionStorage.
+import { initActions } from "./actions.js";
 import { $, $$, h, urlFor } from "./dom.js";
+import { enhanceForms } from "./http.js";
 import { isActiveStatus, opStatusBadge, progressBar } from "./states.js";
 import { renderTimes } from "./time.js";
 
 const RECENT_KEY = "kvmweb-recent-operations";
 const RECENT_MAX = 8;
+const ZERO_UUID = "00000000-0000-0000-0000-000000000000";
 
 function loadRecent() {
   try {
@@ -32,7 +35,22 @@ export function opSummary(op) {
   return isActiveStatus(op.status) ? op.message || "" : "";
 }
 
-/** A drawer entry, the same markup as templates/partials/op_item.html. */
+/** Force off under a failed operation whose result suggests it (a shutdown that timed out): the form of
+ *  partials/force_off_form.html, which the server renders into <template id="ops-force-off"> with its CSRF token. */
+function forceOffForm(op) {
+  const template = $("#ops-force-off");
+  if (!template || op.status !== "failed" || op.target?.type !== "vm" || op.suggest !== "force-off") return null;
+  const form = template.content.querySelector("form").cloneNode(true);
+  // replaced by functions: a name's "$&" must stay as it is
+  form.setAttribute("action", form.getAttribute("action").replace(ZERO_UUID, () => encodeURIComponent(op.target.id)));
+  form.dataset.confirm = form.dataset.confirm.replace("{vm}", () => op.target.label || "");
+  // under the entry's link, in line with its padding (.kv-op-link: 0.75rem 1rem)
+  form.classList.replace("mt-2", "px-3");
+  form.classList.add("pb-3");
+  return form;
+}
+
+/** A drawer entry, the same markup as templates/partials/op_item.html, and Force off when the failure suggests it. */
 export function opItem(op) {
   const when = op.finished || op.started || op.created;
   return h(
@@ -55,6 +73,7 @@ export function opItem(op) {
         when ? h("time", { datetime: when, "data-relative": true }, "") : null,
       ),
     ),
+    forceOffForm(op),
   );
 }
 
@@ -64,6 +83,17 @@ function renderRecent() {
   list.replaceChildren(...recent.map(opItem));
   $("#ops-recent-empty").hidden = recent.length > 0;
   renderTimes(list);
+  enhanceForms(list);
+  initActions(list);
+}
+
+/** As on a VM's page, only the newest operation on an object offers what its failure suggests: a later one
+ *  (the Force off itself, a start) takes the offer from the older ones. True when one lost it. */
+function supersede(op) {
+  const older = (r) => r.id < op.id && r.suggest && r.target?.type === op.target?.type && r.target?.id === op.target?.id;
+  if (!recent.some(older)) return false;
+  recent = recent.map((r) => (older(r) ? { ...r, suggest: null } : r));
+  return true;
 }
 
 export function updateCount() {
@@ -89,10 +119,15 @@ export function placeOperation(op) {
   const active = $("#ops-active");
   if (!active) return;
   const existing = active.querySelector(`[data-operation-id="${CSS.escape(String(op.id))}"]`);
+  const superseded = supersede(op);
   if (isActiveStatus(op.status)) {
     if (!existing) {
       active.prepend(opItem(op));
       renderTimes(active);
+    }
+    if (superseded) {
+      saveRecent();
+      renderRecent();
     }
   } else {
     existing?.remove();
@@ -105,6 +140,7 @@ export function placeOperation(op) {
       progress: op.progress,
       message: op.message,
       error: op.error,
+      suggest: op.suggest,
       created: op.created,
       started: op.started,
       finished: op.finished,
