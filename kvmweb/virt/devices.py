@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import libvirt
@@ -31,6 +31,7 @@ from kvmweb.virt.errors import (
     VirtError,
     translated,
 )
+from kvmweb.virt.guest_vcpus import online_guest_vcpus
 from kvmweb.virt.target import HostTarget
 from kvmweb.virt.types import DomainSummary, _Serializable
 from kvmweb.virt.units import element_kib
@@ -94,7 +95,8 @@ class DefineRefused(InvalidArgument):
 def set_vcpus(target: HostTarget, uuid: str, count: int) -> Applied:
     """Give the VM ``count`` vCPUs: hot when it runs and ``count`` fits its maximum, else next boot.
 
-    The persistent maximum is raised first when ``count`` is above it.
+    The persistent maximum is raised first when ``count`` is above it. vCPUs plugged into a running
+    guest are offered to its guest agent to bring online (best effort; the note says how it went).
     """
     check_int("vCPUs", count, 1, MAX_VCPUS)
     with connect(target) as conn:
@@ -109,8 +111,7 @@ def set_vcpus(target: HostTarget, uuid: str, count: int) -> Applied:
             return Applied(live=False, config=True, note=NEXT_BOOT)
         live_max = int(dom.vcpusFlags(libvirt.VIR_DOMAIN_VCPU_MAXIMUM | _LIVE))
         if count <= live_max:
-            dom.setVcpusFlags(count, _LIVE | (_CONFIG if config else 0))
-            return _now(config)
+            return _set_live_vcpus(dom, count, config)
         over = f"The VM is running and {count} vCPUs exceeds its maximum of {live_max}"
         if not config:
             raise InvalidOperation(f"{over}, and it has no persistent definition to change for next boot.")
@@ -145,6 +146,22 @@ def set_memory(target: HostTarget, uuid: str, mib: int) -> Applied:
             raise InvalidOperation(f"{over}, and it has no persistent definition to change for next boot.")
         dom.setMemoryFlags(kib, _CONFIG)
         return Applied(live=False, config=True, note=f"{over}: applied at next boot.")
+
+
+def _set_live_vcpus(dom: Domain, count: int, config: bool) -> Applied:
+    """Change the running guest's vCPUs now; those plugged in are also offered to its agent to bring online."""
+    before = _online_vcpu_ids(dom)
+    dom.setVcpusFlags(count, _LIVE | (_CONFIG if config else 0))
+    plugged = sorted(_online_vcpu_ids(dom) - before)
+    applied = _now(config)
+    if not plugged:
+        return applied
+    return replace(applied, note=f"{applied.note} {online_guest_vcpus(dom, plugged)}")
+
+
+def _online_vcpu_ids(dom: Domain) -> set[int]:
+    """The ids of the vCPUs the hypervisor runs for the guest (a hot-plug adds to them)."""
+    return {int(vcpu[0]) for vcpu in dom.vcpus()[0]}
 
 
 def _vcpu_limit(conn: Connection, dom: Domain) -> int:

@@ -89,6 +89,25 @@ def test_vcpus_of_a_running_vm_change_now_and_for_next_boot(
     assert _vcpu(_config(target, vm.uuid)) == ("2", "1")
 
 
+def test_vcpus_plugged_into_a_running_vm_are_left_to_the_guest_without_an_agent(
+    target: virt.HostTarget, define_scratch: DefineScratch
+) -> None:
+    vm = _running(target, define_scratch, vcpus=2)
+    set_vcpus(target, vm.uuid, 1)
+
+    # The test driver has no guest agent (virDomainGetGuestVcpus is unsupported): the plug stands, and says so.
+    applied = set_vcpus(target, vm.uuid, 2)
+
+    assert applied == Applied(
+        live=True,
+        config=True,
+        note="Applied now and kept for next boot. "
+        "No guest agent answered: the guest's OS decides whether to online the new vCPUs.",
+    )
+    assert virt.get_domain(target, vm.uuid).vcpus == 2
+    assert _vcpu(_config(target, vm.uuid)) == ("2", None)
+
+
 def test_vcpus_above_a_running_vms_maximum_wait_for_next_boot(
     target: virt.HostTarget, define_scratch: DefineScratch
 ) -> None:
