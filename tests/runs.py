@@ -14,7 +14,7 @@ def actor_of(user: Any) -> Actor:
 
 def run(op: Operation) -> Operation:
     """Claim and run `op` here, as a worker would, and return it as it ended."""
-    claimed = operation_services.operation_claim(op.pk)
+    claimed = operation_services.operation_claim(op.pk, op.kind)
     assert claimed is not None
     run_claimed(claimed)
     op.refresh_from_db()

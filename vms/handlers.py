@@ -34,22 +34,27 @@ def vm_for_operation(op: Operation) -> tuple[VirtualMachine, Host]:
     return vm, vm.host
 
 
-def vm_refresh(host: Host, uuid: str) -> VirtualMachine | None:
-    """Make the row match what libvirt says now, and publish it when it changed."""
+def vm_refresh(host: Host, uuid: str, *, row: VirtualMachine | None = None) -> VirtualMachine | None:
+    """Make the row match what libvirt says now, and publish it when it changed.
+
+    `row`, when given, is the VM's row as this operation read it, updated in place.
+    """
     try:
         record: virt.DomainRecord | None = virt.get_domain_record(host.virt_target(), uuid)
     except virt.NotFound:
         record = None
-    vm = vm_apply_record(host=host, uuid=uuid, record=record, now=timezone.now())
+    vm = vm_apply_record(host=host, uuid=uuid, record=record, now=timezone.now(), row=row)
     if vm is not None:
         vms_publish([vm], host_id=host.pk)
     return vm
 
 
-def _refresh_after(host: Host, uuid: str) -> None:
-    """Refresh after an action, which may itself have failed: that failure is the one to report."""
+def _refresh_after(host: Host, vm: VirtualMachine) -> str:
+    """Refresh after an action, which may itself have failed: that failure is the one to report.
+    Returns the VM's state as libvirt reports it now (as last known, when libvirt can't be read)."""
     with contextlib.suppress(virt.VirtError):  # the events process or the next reconcile corrects the row
-        vm_refresh(host, uuid)
+        vm_refresh(host, str(vm.uuid), row=vm)
+    return str(vm.state)
 
 
 def _simple(
@@ -61,14 +66,10 @@ def _simple(
         try:
             call(host.virt_target(), str(vm.uuid))
         finally:
-            _refresh_after(host, str(vm.uuid))
-        return {"state": _state_of(vm)}
+            state = _refresh_after(host, vm)
+        return {"state": state}
 
     return handler
-
-
-def _state_of(vm: VirtualMachine) -> str:
-    return str(VirtualMachine.objects.filter(pk=vm.pk).values_list("state", flat=True).first() or "")
 
 
 def _choose_mode(host: Host, vm: VirtualMachine, mode: str) -> virt.PowerMode:
@@ -123,8 +124,8 @@ def _reboot(op: Operation, progress: Progress) -> dict[str, Any]:
     try:
         virt.reboot_domain(host.virt_target(), str(vm.uuid), mode=mode)
     finally:
-        _refresh_after(host, str(vm.uuid))
-    return {"state": _state_of(vm), "mode": mode or "default"}
+        state = _refresh_after(host, vm)
+    return {"state": state, "mode": mode or "default"}
 
 
 def _autostart(enabled: bool) -> Callable[[virt.HostTarget, str], None]:

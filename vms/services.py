@@ -58,11 +58,11 @@ def observed_fields(host: Host, record: virt.DomainRecord) -> dict[str, Any]:
     }
 
 
-def vm_observe(vm: VirtualMachine, values: dict[str, Any], now: datetime) -> bool:
-    """Apply an observation to a row in memory; True when anything changed."""
+def vm_observe(vm: VirtualMachine, values: dict[str, Any], now: datetime) -> list[str]:
+    """Apply an observation to a row in memory; the columns it changed (none: nothing changed)."""
     changed = [name for name in OBSERVED if getattr(vm, name) != values[name]]
     if not changed and vm.gone_since is None:
-        return False
+        return []
     if "state" in changed or vm.gone_since is not None:
         vm.state_changed = now
     for name in changed:
@@ -71,7 +71,7 @@ def vm_observe(vm: VirtualMachine, values: dict[str, Any], now: datetime) -> boo
         vm.pending = {}  # a stopped guest's next boot reads the persistent definition: nothing is pending
     vm.gone_since = None
     vm.version += 1
-    return True
+    return [*changed, "pending", "version", "state_changed", "gone_since", "updated"]
 
 
 def _may_claim(vm: VirtualMachine, record: virt.DomainRecord) -> bool:
@@ -118,12 +118,16 @@ def vms_apply_inventory(*, host: Host, domains: Sequence[virt.DomainRecord], now
     return changes
 
 
-def vm_apply_record(*, host: Host, uuid: str, record: virt.DomainRecord | None, now: datetime) -> VirtualMachine | None:
+def vm_apply_record(
+    *, host: Host, uuid: str, record: virt.DomainRecord | None, now: datetime, row: VirtualMachine | None = None
+) -> VirtualMachine | None:
     """One VM's row from one fresh observation, for an event; None when nothing changed.
 
     `record` None means the host no longer has the domain: the row is marked gone, never deleted.
+    A worker passes the `row` it read moments before, and it is updated in place: the observation,
+    newer than the row, wins either way, and the row need not be read again.
     """
-    vm = VirtualMachine.objects.filter(uuid=uuid).first()
+    vm = row if row is not None else VirtualMachine.objects.filter(uuid=uuid).first()
     if record is None:
         if vm is None or vm.host_id != host.pk or vm.state == VirtualMachine.State.GONE:
             return None
@@ -141,7 +145,9 @@ def vm_apply_record(*, host: Host, uuid: str, record: virt.DomainRecord | None, 
             vm = VirtualMachine.objects.get(uuid=uuid)
     if vm.host_id != host.pk and not _may_claim(vm, record):
         return None
-    if not vm_observe(vm, values, now):
+    changed = vm_observe(vm, values, now)
+    if not changed:
         return None
-    vm.save(update_fields=[*OBSERVED, "pending", "version", "state_changed", "gone_since", "updated"])
+    # Only what changed is written: a domain's XML, kept twice, would otherwise be rewritten on every event.
+    vm.save(update_fields=changed)
     return vm

@@ -5,7 +5,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from kvmweb.actors import Actor
@@ -53,7 +53,7 @@ def operation_start(
                 target_type=target.type,
                 target_id=target.id,
                 target_label=target.label,
-                requested_by_id=user.pk if user else None,
+                requested_by=user,  # type: ignore[misc]  # the instance, not its id: the response names the user without a query
                 params=params or {},
                 queue=queue,
                 deadline=timezone.now() + timedelta(seconds=spec.deadline_seconds),
@@ -63,7 +63,7 @@ def operation_start(
                     actor=actor, action=kind, target=target, outcome=AuditEvent.Outcome.ACCEPTED, operation_id=op.pk
                 )
             operation_publish(op)
-            transaction.on_commit(lambda: _enqueue(op.pk, queue))
+            transaction.on_commit(lambda: _enqueue(op.pk, kind, queue))
     except IntegrityError:
         running = Operation.objects.filter(
             target_type=target.type, target_id=target.id, status__in=Operation.ACTIVE
@@ -82,33 +82,49 @@ def _conflict_message(target: Target, running: Operation | None) -> str:
     return f"{target.label} is busy: {running.kind_label} (#{running.pk}, requested by {who}) is {running.status}."
 
 
-def _enqueue(op_id: int, queue: str) -> None:
+def _enqueue(op_id: int, kind: str, queue: str) -> None:
     from kvmweb.operations.tasks import run_operation
 
-    run_operation.apply_async(args=[op_id], queue=queue)
+    # Celery's own limits follow the kind's deadline, so a six-hour copy is not cut at the hour the
+    # worker's defaults allow; the hard limit leaves the soft one a minute to record the failure.
+    limit = get_kind(kind).deadline_seconds
+    run_operation.apply_async(args=[op_id, kind], queue=queue, soft_time_limit=limit, time_limit=limit + 60)
 
 
-def operation_claim(op_id: int) -> Operation | None:
+def operation_claim(op_id: int, kind: str) -> Operation | None:
     """Take a pending operation for this worker; None when another worker or the reaper got it.
 
-    One conditional UPDATE both claims the row and sets its deadline, so a claim costs one commit.
-    It matches only while the row is still pending at the attempt count read just before, and a
-    pending row changes only by being claimed (which counts an attempt) or reaped (which ends it):
-    when it matches, the row read is the row claimed, and needs no second read.
+    One conditional UPDATE claims the row, sets its deadline from its kind (which the task message
+    carries, so nothing is read first) and returns it: a claim is one statement and one commit.
+    A pending row changes only by being claimed or reaped, so the row returned is the row claimed.
     """
-    op = Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING).first()
-    if op is None:
-        return None
     now = timezone.now()
-    deadline = now + timedelta(seconds=get_kind(op.kind).deadline_seconds)
-    claimed = Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING, attempts=op.attempts).update(
-        status=Operation.Status.RUNNING, started=now, deadline=deadline, attempts=op.attempts + 1
+    deadline = now + timedelta(seconds=get_kind(kind).deadline_seconds)
+    ops = connection.ops
+    claimed = list(
+        Operation.objects.raw(
+            _CLAIM_SQL.format(table=ops.quote_name(Operation._meta.db_table)),
+            [
+                Operation.Status.RUNNING,
+                ops.adapt_datetimefield_value(now),
+                ops.adapt_datetimefield_value(deadline),
+                op_id,
+                kind,
+                Operation.Status.PENDING,
+            ],
+        )
     )
     if not claimed:
         return None
-    op.status, op.started, op.deadline, op.attempts = Operation.Status.RUNNING, now, deadline, op.attempts + 1
-    operation_publish(op)
-    return op
+    operation_publish(claimed[0])
+    return claimed[0]
+
+
+# PostgreSQL and SQLite (3.35+) both return the updated row.
+_CLAIM_SQL = (
+    "UPDATE {table} SET status = %s, started = %s, deadline = %s, attempts = attempts + 1"
+    " WHERE id = %s AND kind = %s AND status = %s RETURNING *"
+)
 
 
 class Progress:
@@ -116,12 +132,13 @@ class Progress:
 
     A report within PUSH_INTERVAL of the last push is kept on the operation in memory only: the next
     report that is pushed, or the outcome, writes it (its log line included). The row is written when
-    browsers are told, so a copy loop reporting every block costs no commit per block.
+    browsers are told, so a copy loop reporting every block costs no commit per block. The claim, just
+    pushed, counts as the first report: an action done within PUSH_INTERVAL writes its row once, at the end.
     """
 
     def __init__(self, op: Operation) -> None:
         self.op = op
-        self._pushed_at: float | None = None
+        self._pushed_at = time.monotonic()
 
     def __call__(self, percent: int | None = None, message: str = "") -> None:
         op = self.op
@@ -131,7 +148,7 @@ class Progress:
             op.message = message[:255]
             op.log = [*op.log, {"at": timezone.now().isoformat(), "message": message}][-LOG_LIMIT:]
         now = time.monotonic()
-        if self._pushed_at is not None and now - self._pushed_at < PUSH_INTERVAL and op.progress != 100:
+        if now - self._pushed_at < PUSH_INTERVAL and op.progress != 100:
             return
         self._pushed_at = now
         Operation.objects.filter(pk=op.pk, status=Operation.Status.RUNNING).update(
@@ -206,7 +223,10 @@ def operations_reap() -> int:
                 f"({op.deadline:%Y-%m-%d %H:%M:%S %Z})."
             )
         else:
-            reason = "No worker picked this operation up before its deadline; is a worker running for its queue?"
+            reason = (
+                f"No worker picked this operation up before its deadline: is a worker running that consumes "
+                f"queue {op.queue!r} (celery -A kvmweb worker -Q {op.queue})?"
+            )
         reaped += _reap_one(op, reason)
     return reaped
 

@@ -8,8 +8,8 @@ from kvmweb.operations.services import operation_claim, operations_reap
 
 
 @shared_task(name="operations.run", bind=True, max_retries=None)
-def run_operation(self: Task, op_id: int) -> None:
-    op = operation_claim(op_id)
+def run_operation(self: Task, op_id: int, kind: str) -> None:
+    op = operation_claim(op_id, kind)
     if op is None:
         return
     try:

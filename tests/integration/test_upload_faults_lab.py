@@ -75,7 +75,7 @@ def h1(request: pytest.FixtureRequest) -> Iterator[LabHost]:
 @pytest.fixture
 def setup(h1: LabHost, transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """h1 indexed in kvmweb as host "lab-h1", an admin's API client; no worker (see the module's doc)."""
-    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: None)
+    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, kind, queue: None)
     ada = make_user("ada", admin=True)
     host = Host.objects.create(name="lab-h1", uri=h1.uri, state=Host.State.CONNECTED)
     host_reconcile(host=host, inventory=virt.get_inventory(host.virt_target()))

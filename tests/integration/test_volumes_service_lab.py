@@ -145,7 +145,7 @@ def test_upload_then_download_is_byte_identical(setup, prefix) -> None:  # type:
 
 def test_cancelling_an_upload_midway_leaves_no_volume(setup, prefix, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # Run in this process, not the worker, so the cancel lands between two chunks.
-    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: None)
+    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, kind, queue: None)
     monkeypatch.setattr(uploads, "UPLOAD_CHUNK", 256 * 1024)
     monkeypatch.setattr(uploads, "CHECK_INTERVAL", 0)  # look at the operation before every chunk
     name = f"{prefix}-cancel.img"
@@ -260,7 +260,7 @@ def test_cancelling_an_upload_still_arriving_stops_both_sides(setup, prefix, mon
 
 def test_a_spool_that_stops_growing_is_abandoned_and_its_volume_removed(setup, prefix, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # The web process was killed mid-body: nobody ends the operation, the file just stops growing.
-    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: None)
+    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, kind, queue: None)
     monkeypatch.setattr(uploads, "STALL_SECONDS", 0.3)
     name = f"{prefix}-stalled.img"
     spool = uploads.upload_dir() / f"{uuid.uuid4().hex}.part"

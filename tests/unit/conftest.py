@@ -82,5 +82,5 @@ def queued(monkeypatch):  # type: ignore[no-untyped-def]
     from kvmweb.operations import services as operation_services
 
     sent: list[int] = []
-    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, queue: sent.append(op_id))
+    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, kind, queue: sent.append(op_id))
     return sent

@@ -210,7 +210,7 @@ def queued(monkeypatch):  # type: ignore[no-untyped-def]
     # Nothing reaches a broker: on_commit never fires inside the module's transaction, and this makes sure.
     from kvmweb.operations import services
 
-    monkeypatch.setattr(services, "_enqueue", lambda op_id, queue: None)
+    monkeypatch.setattr(services, "_enqueue", lambda op_id, kind, queue: None)
 
 
 def request(world: dict[str, Any], persona: str, method: str, path: str, *, api: bool) -> Any:

@@ -13,7 +13,7 @@ REMOTE = "qemu+ssh://admin@kvm2.example.com/system"
 def signed_in_ada(ada, monkeypatch):  # type: ignore[no-untyped-def]
     from kvmweb.operations import services
 
-    monkeypatch.setattr(services, "_enqueue", lambda op_id, queue: None)
+    monkeypatch.setattr(services, "_enqueue", lambda op_id, kind, queue: None)
     client = Client()
     assert client.login(username="ada", password=PASSWORD)
     return client

@@ -14,7 +14,7 @@ from tests.factories import PASSWORD
 def api(ada, monkeypatch):  # type: ignore[no-untyped-def]
     from kvmweb.operations import services
 
-    monkeypatch.setattr(services, "_enqueue", lambda op_id, queue: None)
+    monkeypatch.setattr(services, "_enqueue", lambda op_id, kind, queue: None)
     return Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=ada).key}")
 
 

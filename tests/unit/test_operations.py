@@ -52,7 +52,7 @@ def pushed(monkeypatch):  # type: ignore[no-untyped-def]
 def queued(monkeypatch):  # type: ignore[no-untyped-def]
     """Capture what would go to the broker instead of needing one (the integration tests use the real one)."""
     sent: list[tuple[int, str]] = []
-    monkeypatch.setattr(services, "_enqueue", lambda op_id, queue: sent.append((op_id, queue)))
+    monkeypatch.setattr(services, "_enqueue", lambda op_id, kind, queue: sent.append((op_id, queue)))
     BEHAVIOUR.clear()
     return sent
 
@@ -64,6 +64,10 @@ def actor(ada):  # type: ignore[no-untyped-def]
 
 def start(actor: Actor) -> Operation:
     return services.operation_start(kind="test.step", target=TARGET, actor=actor)
+
+
+def claim(op: Operation) -> Operation | None:
+    return services.operation_claim(op.pk, op.kind)
 
 
 def test_start_records_pending_operation_and_audit_and_queues_on_commit(
@@ -94,7 +98,7 @@ def test_second_operation_on_same_target_is_refused_naming_the_first(actor, queu
 
 
 def test_a_finished_operation_frees_the_target(actor, queued):  # type: ignore[no-untyped-def]
-    op = services.operation_claim(start(actor).pk)
+    op = claim(start(actor))
     assert op is not None
     run_claimed(op)
     assert start(actor).status == "pending"
@@ -102,59 +106,58 @@ def test_a_finished_operation_frees_the_target(actor, queued):  # type: ignore[n
 
 def test_claim_is_atomic_and_happens_once(actor, queued):  # type: ignore[no-untyped-def]
     op = start(actor)
-    claimed = services.operation_claim(op.pk)
+    claimed = claim(op)
     assert claimed is not None and claimed.status == "running" and claimed.started is not None
     assert claimed.attempts == 1
-    assert services.operation_claim(op.pk) is None
+    assert claim(op) is None
 
 
-def test_claim_is_one_read_and_one_conditional_update_that_sets_the_deadline(actor, queued, django_assert_num_queries):  # type: ignore[no-untyped-def]
+def test_claim_is_one_update_that_sets_the_deadline_and_returns_the_row(actor, queued, django_assert_num_queries):  # type: ignore[no-untyped-def]
     op = start(actor)
-    with django_assert_num_queries(2):
-        claimed = services.operation_claim(op.pk)
+    with django_assert_num_queries(1):
+        claimed = claim(op)
     assert claimed is not None
     stored = Operation.objects.get(pk=op.pk)
     assert (stored.status, stored.attempts, stored.started) == ("running", 1, claimed.started)
     assert stored.deadline == claimed.started + timedelta(seconds=60)  # type: ignore[operator]
     assert (claimed.status, claimed.attempts, claimed.deadline) == ("running", 1, stored.deadline)
+    assert claimed.kind == "test.step"
+    assert claimed.params == {} and claimed.log == []  # JSON columns come back decoded
 
 
-def test_claim_loses_to_a_worker_that_claimed_after_its_read(actor, queued, monkeypatch):  # type: ignore[no-untyped-def]
+def test_claim_of_a_retried_operation_counts_the_attempt(actor, queued):  # type: ignore[no-untyped-def]
     op = start(actor)
-    get_kind = services.get_kind
+    Operation.objects.filter(pk=op.pk).update(attempts=1, message="Retrying in 2 s.")
+    claimed = claim(op)
+    assert claimed is not None and claimed.attempts == 2 and claimed.message == "Retrying in 2 s."
 
-    def meanwhile(name: str):  # type: ignore[no-untyped-def]
-        # Between this worker's read and its UPDATE, another claims the operation and puts it back to pending.
-        Operation.objects.filter(pk=op.pk).update(attempts=1, message="Retrying in 2 s.")
-        return get_kind(name)
 
-    monkeypatch.setattr(services, "get_kind", meanwhile)
-    assert services.operation_claim(op.pk) is None
-    stored = Operation.objects.get(pk=op.pk)
-    assert (stored.status, stored.attempts, stored.started) == ("pending", 1, None)
+def test_claim_takes_only_the_kind_the_message_names(actor, queued):  # type: ignore[no-untyped-def]
+    op = start(actor)
+    assert services.operation_claim(op.pk, "test.chatty") is None
+    assert Operation.objects.get(pk=op.pk).status == "pending"
 
 
 def test_progress_between_pushes_is_written_with_the_next_push_or_the_outcome(actor, queued, pushed, monkeypatch):  # type: ignore[no-untyped-def]
     BEHAVIOUR["reports"] = [(10, "Copying"), (20, "Copying more"), (30, ""), (40, "Nearly"), (50, "")]
     op = services.operation_start(kind="test.chatty", target=TARGET, actor=actor)
-    clock = iter([100.0, 100.1, 100.2, 100.4, 100.45])
+    claimed = claim(op)
+    # The claim is pushed at 100.0 s; then reports come at 100.1, 100.2, 100.3, 100.5 and 100.55 s.
+    clock = iter([100.0, 100.1, 100.2, 100.3, 100.5, 100.55])
     monkeypatch.setattr(services, "time", SimpleNamespace(monotonic=lambda: next(clock)))
     pushed.clear()
-    run_claimed(services.operation_claim(op.pk))  # type: ignore[arg-type]
-    # Only the reports at 100.0 s and 100.4 s (0.25 s or more apart) reached the row and the browsers.
-    assert BEHAVIOUR["stored"] == [(10, "Copying"), (10, "Copying"), (10, "Copying"), (40, "Nearly"), (40, "Nearly")]
-    assert pushed == [
-        ("running", None, ""),
-        ("running", 10, "Copying"),
-        ("running", 40, "Nearly"),
-        ("succeeded", 100, "Done"),
-    ]
+    run_claimed(claimed)  # type: ignore[arg-type]
+    # Only the reports 0.25 s or more after the last push (100.3 s and 100.55 s) reached the row and the browsers.
+    assert BEHAVIOUR["stored"] == [
+        (None, ""), (None, ""), (30, "Copying more"), (30, "Copying more"), (50, "Nearly"),
+    ]  # fmt: skip
+    assert pushed == [("running", 30, "Copying more"), ("running", 50, "Nearly"), ("succeeded", 100, "Done")]
     op.refresh_from_db()
     assert [entry["message"] for entry in op.log] == ["Copying", "Copying more", "Nearly", "Done"]
 
 
 def test_success_records_result_progress_log_and_audit_outcome(actor, queued):  # type: ignore[no-untyped-def]
-    op = services.operation_claim(start(actor).pk)
+    op = claim(start(actor))
     run_claimed(op)  # type: ignore[arg-type]
     op.refresh_from_db()  # type: ignore[union-attr]
     assert (op.status, op.progress, op.result) == ("succeeded", 100, {"answer": 42})  # type: ignore[union-attr]
@@ -166,7 +169,7 @@ def test_permanent_libvirt_error_fails_with_plain_message_and_raw_detail(actor, 
     BEHAVIOUR["outcome"] = virt.InvalidOperation(
         "Cannot start: the VM is already running.", raw="Requested operation is not valid: domain is already running"
     )
-    op = services.operation_claim(start(actor).pk)
+    op = claim(start(actor))
     run_claimed(op)  # type: ignore[arg-type]
     op.refresh_from_db()  # type: ignore[union-attr]
     assert op.status == "failed"  # type: ignore[union-attr]
@@ -177,14 +180,14 @@ def test_permanent_libvirt_error_fails_with_plain_message_and_raw_detail(actor, 
 
 def test_transient_error_goes_back_to_pending_for_a_bounded_retry(actor, queued):  # type: ignore[no-untyped-def]
     BEHAVIOUR["outcome"] = virt.HostUnreachable("The host does not answer.", raw="Cannot recv data")
-    op = services.operation_claim(start(actor).pk)
+    op = claim(start(actor))
     with pytest.raises(RetryLater) as retry:
         run_claimed(op)  # type: ignore[arg-type]
     assert retry.value.countdown == 2
     op.refresh_from_db()  # type: ignore[union-attr]
     assert op.status == "pending" and "Retrying" in op.message  # type: ignore[union-attr]
     for _ in range(2):
-        op = services.operation_claim(op.pk)  # type: ignore[union-attr]
+        op = claim(op)  # type: ignore[union-attr]
         with contextlib.suppress(RetryLater):
             run_claimed(op)  # type: ignore[arg-type]
     op.refresh_from_db()  # type: ignore[union-attr]
@@ -193,7 +196,7 @@ def test_transient_error_goes_back_to_pending_for_a_bounded_retry(actor, queued)
 
 def test_project_refusal_fails_the_operation_with_its_message(actor, queued):  # type: ignore[no-untyped-def]
     BEHAVIOUR["outcome"] = Invalid("The host was removed.")
-    op = services.operation_claim(start(actor).pk)
+    op = claim(start(actor))
     run_claimed(op)  # type: ignore[arg-type]
     op.refresh_from_db()  # type: ignore[union-attr]
     assert (op.status, op.error) == ("failed", "The host was removed.")  # type: ignore[union-attr]
@@ -201,14 +204,14 @@ def test_project_refusal_fails_the_operation_with_its_message(actor, queued):  #
 
 def test_unexpected_crash_is_recorded_not_left_running(actor, queued):  # type: ignore[no-untyped-def]
     BEHAVIOUR["outcome"] = ZeroDivisionError("boom")
-    op = services.operation_claim(start(actor).pk)
+    op = claim(start(actor))
     run_claimed(op)  # type: ignore[arg-type]
     op.refresh_from_db()  # type: ignore[union-attr]
     assert op.status == "failed" and op.error_detail == "ZeroDivisionError: boom"  # type: ignore[union-attr]
 
 
 def test_reaper_fails_running_operation_past_its_deadline_with_a_reason(actor, queued):  # type: ignore[no-untyped-def]
-    op = services.operation_claim(start(actor).pk)
+    op = claim(start(actor))
     Operation.objects.filter(pk=op.pk).update(deadline=timezone.now() - timedelta(seconds=1))  # type: ignore[union-attr]
     assert services.operations_reap() == 1
     op.refresh_from_db()  # type: ignore[union-attr]
@@ -226,8 +229,18 @@ def test_reaper_fails_pending_operation_nobody_picked_up(actor, queued):  # type
     assert services.operations_reap() == 1
     op.refresh_from_db()
     assert op.status == "failed" and "No worker picked" in op.error
+    assert "consumes queue 'default' (celery -A kvmweb worker -Q default)" in op.error
 
 
 def test_reaper_leaves_operations_within_their_deadline(actor, queued):  # type: ignore[no-untyped-def]
-    services.operation_claim(start(actor).pk)
+    claim(start(actor))
     assert services.operations_reap() == 0
+
+
+def test_the_task_message_carries_the_kind_and_time_limits_from_its_deadline(monkeypatch):  # type: ignore[no-untyped-def]
+    from kvmweb.operations import tasks
+
+    sent: list[dict[str, object]] = []
+    monkeypatch.setattr(tasks.run_operation, "apply_async", lambda **message: sent.append(message))
+    services._enqueue(7, "test.step", "host.kvm1")
+    assert sent == [{"args": [7, "test.step"], "queue": "host.kvm1", "soft_time_limit": 60, "time_limit": 120}]

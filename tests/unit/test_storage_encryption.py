@@ -129,7 +129,8 @@ def test_encrypted_volume_is_created_with_its_secret_and_the_passphrase_is_store
         "encryption": "luks",
         "secret": secret_uuid,
     }
-    assert sent == [{"args": [op.pk], "queue": "default"}]  # the Celery message: the operation's id only
+    # The Celery message: id, kind and time limits only.
+    assert sent == [{"args": [op.pk, "volume.create"], "queue": "default", "soft_time_limit": 3600, "time_limit": 3660}]
 
     assert run(op).status == "succeeded", op.error
     volume = Volume.objects.get(pool=pool, name="vault.qcow2")
