@@ -24,10 +24,10 @@ def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.02) 
     return False
 
 
-def start_worker(log: Path, *, pool: str, concurrency: int) -> subprocess.Popen[bytes]:
-    """A Celery worker on the default queue; exits the benchmark if it is not ready within a minute."""
-    args = [sys.executable, "-m", "celery", "-A", "kvmweb", "worker", "-Q", "default", "-l", "info"]
-    args += ["--pool", pool, "--concurrency", str(concurrency)]
+def start_worker(log: Path, *, pool: str, concurrency: int, queue: str = "default") -> subprocess.Popen[bytes]:
+    """A Celery worker on `queue`; exits the benchmark if it is not ready within a minute."""
+    args = [sys.executable, "-m", "celery", "-A", "kvmweb", "worker", "-Q", queue, "-l", "info"]
+    args += ["--pool", pool, "--concurrency", str(concurrency), "-n", f"{queue}@%h"]
     log.parent.mkdir(exist_ok=True)
     worker = subprocess.Popen(args, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     if not wait_for(lambda: "ready." in log.read_text(errors="replace") or worker.poll() is not None, 60):

@@ -30,6 +30,12 @@ class HostForm(forms.Form):
         required=False,
         help_text="Remote hosts: the host's address on the management network that kvmweb's console proxy reaches.",
     )
+    queue = forms.CharField(
+        label="Worker queue",
+        max_length=64,
+        required=False,
+        help_text="Empty: the central workers. host.<name> when a worker on the host consumes that queue.",
+    )
     enabled = forms.BooleanField(required=False, initial=True, help_text="Disabled hosts are never contacted.")
 
     def to_input(self) -> HostInput:

@@ -6,6 +6,8 @@ from django.db import models
 from kvmweb import virt
 from kvmweb.targets import Target
 
+CENTRAL_QUEUE = "default"
+
 
 class Host(models.Model):
     """A libvirt endpoint kvmweb manages, and what it last reported about itself."""
@@ -24,6 +26,9 @@ class Host(models.Model):
     # that the guests kvmweb defines there listen on for VNC. Empty: the host name in the URI.
     # Local hosts leave it empty: their guests' VNC is a unix socket.
     console_address = models.CharField(max_length=253, blank=True)
+    # The Celery queue this host's operations go to: a worker running on the host consumes it (host.<name>).
+    # Empty: the central workers' queue ("default"); they reach the host through its URI.
+    queue = models.CharField(max_length=64, blank=True)
     enabled = models.BooleanField(default=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.UNREACHABLE, db_index=True)
     last_error = models.TextField(blank=True)
@@ -48,6 +53,10 @@ class Host(models.Model):
     @property
     def is_simulated(self) -> bool:
         return self.uri.startswith(("test:", "test+"))
+
+    @property
+    def task_queue(self) -> str:
+        return self.queue or CENTRAL_QUEUE
 
     @property
     def virt_types(self) -> list[str]:

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from consoles.targets import console_address_error
 from hosts.messages import host_publish, watcher_notify
-from hosts.models import Host
+from hosts.models import CENTRAL_QUEUE, Host
 from kvmweb import virt
 from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
@@ -19,6 +19,8 @@ from kvmweb.operations.models import Operation
 from kvmweb.operations.services import operation_start
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# 64 characters at most, Host.queue's length; "default" and "stats" belong to the central workers.
+QUEUE_RE = re.compile(r"^host\.[a-z0-9-]{1,58}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class HostInput:
     tls_pki_path: str = ""
     enabled: bool = True
     console_address: str = ""
+    queue: str = ""
 
 
 def host_check(data: HostInput, *, instance: Host | None = None) -> HostInput:
@@ -55,9 +58,22 @@ def host_check(data: HostInput, *, instance: Host | None = None) -> HostInput:
     console_address = data.console_address.strip()
     if "uri" not in errors and (problem := console_address_error(console_address, uri=uri)):
         errors["console_address"] = problem
+    queue = data.queue.strip()
+    if problem := _queue_error(queue):
+        errors["queue"] = problem
     if errors:
         raise Invalid("The host was not saved: fix the fields marked below.", details=errors)
-    return HostInput(name, uri, data.ssh_key_path.strip(), data.tls_pki_path.strip(), data.enabled, console_address)
+    return HostInput(
+        name, uri, data.ssh_key_path.strip(), data.tls_pki_path.strip(), data.enabled, console_address, queue
+    )
+
+
+def _queue_error(queue: str) -> str | None:
+    if not queue or QUEUE_RE.match(queue):
+        return None
+    if queue in (CENTRAL_QUEUE, "stats"):
+        return f"{queue!r} is a queue of the central workers: leave the field empty to have them run this host's work."
+    return "Use host. followed by 1-58 lowercase letters, digits or '-', e.g. host.kvm1, or leave it empty."
 
 
 def host_create(*, actor: Actor, data: HostInput) -> tuple[Host, Operation | None]:
@@ -70,13 +86,16 @@ def host_create(*, actor: Actor, data: HostInput) -> tuple[Host, Operation | Non
             ssh_key_path=clean.ssh_key_path,
             tls_pki_path=clean.tls_pki_path,
             console_address=clean.console_address,
+            queue=clean.queue,
             enabled=clean.enabled,
             state=Host.State.UNREACHABLE if clean.enabled else Host.State.DISABLED,
         )
         audit_record(actor=actor, action="host.create", target=host.as_target(), outcome=AuditEvent.Outcome.SUCCEEDED)
         host_publish(host)
         watcher_notify(host.pk)
-        op = operation_start(kind="host.add", target=host.as_target(), actor=actor) if clean.enabled else None
+        op = None
+        if clean.enabled:
+            op = operation_start(kind="host.add", target=host.as_target(), actor=actor, queue=host.task_queue)
     return host, op
 
 
@@ -89,7 +108,7 @@ def host_update(*, actor: Actor, host: Host, data: HostInput) -> tuple[Host, Ope
     with transaction.atomic():
         host.name, host.uri = clean.name, clean.uri
         host.ssh_key_path, host.tls_pki_path, host.enabled = clean.ssh_key_path, clean.tls_pki_path, clean.enabled
-        host.console_address = clean.console_address
+        host.console_address, host.queue = clean.console_address, clean.queue
         if not clean.enabled:
             host.state = Host.State.DISABLED
         elif host.state == Host.State.DISABLED:
@@ -98,7 +117,9 @@ def host_update(*, actor: Actor, host: Host, data: HostInput) -> tuple[Host, Ope
         audit_record(actor=actor, action="host.change", target=host.as_target(), outcome=AuditEvent.Outcome.SUCCEEDED)
         host_publish(host)
         watcher_notify(host.pk)
-        op = operation_start(kind="host.refresh", target=host.as_target(), actor=actor) if reconnect else None
+        op = None
+        if reconnect:
+            op = operation_start(kind="host.refresh", target=host.as_target(), actor=actor, queue=host.task_queue)
     return host, op
 
 
@@ -112,7 +133,7 @@ def host_refresh(*, actor: Actor, host: Host) -> Operation:
             message="Host is disabled",
         )
         raise Conflict(f"Cannot refresh {host.name}: the host is disabled. Enable it first.")
-    return operation_start(kind="host.refresh", target=host.as_target(), actor=actor)
+    return operation_start(kind="host.refresh", target=host.as_target(), actor=actor, queue=host.task_queue)
 
 
 def host_delete(*, actor: Actor, host: Host, confirm_name: str) -> None:

@@ -12,7 +12,9 @@ def reconcile_all_hosts() -> int:
     queued = 0
     for host in Host.objects.filter(enabled=True):
         try:
-            operation_start(kind="host.reconcile", target=host.as_target(), actor=SYSTEM, audited=False)
+            operation_start(
+                kind="host.reconcile", target=host.as_target(), actor=SYSTEM, audited=False, queue=host.task_queue
+            )
         except Conflict:
             continue  # busy hosts are reconciled by whatever they are doing, or next round
         queued += 1

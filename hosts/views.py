@@ -58,9 +58,8 @@ def host_add(request: HttpRequest) -> HttpResponse:
 def host_edit(request: HttpRequest, host_id: int) -> HttpResponse:
     actor = actor_from_request(request)
     host = selectors.host_get(request.user, host_id)
-    initial = {
-        f: getattr(host, f) for f in ("name", "uri", "ssh_key_path", "tls_pki_path", "console_address", "enabled")
-    }
+    fields = ("name", "uri", "ssh_key_path", "tls_pki_path", "console_address", "queue", "enabled")
+    initial = {f: getattr(host, f) for f in fields}
     form = HostForm(request.POST or None, initial=initial)
     if request.method == "POST":
         access.authorize(actor, "host.change", host, target=host.as_target())

@@ -202,7 +202,7 @@ def network_define(*, actor: Actor, host: Host, data: Mapping[str, Any]) -> Oper
         )
         raise
     target = Target("network", f"{host.pk}:{params['name']}", params["name"])
-    return operation_start(kind="network.define", target=target, actor=actor, params=params)
+    return operation_start(kind="network.define", target=target, actor=actor, params=params, queue=host.task_queue)
 
 
 def network_action(
@@ -225,7 +225,8 @@ def network_action(
             actor=actor, action=spec.kind, target=network_target(network), outcome=outcome, message=exc.message
         )
         raise
-    return operation_start(kind=spec.kind, target=network_target(network), actor=actor, params=clean)
+    queue = network.host.task_queue
+    return operation_start(kind=spec.kind, target=network_target(network), actor=actor, params=clean, queue=queue)
 
 
 # Operation handlers (run by a worker)

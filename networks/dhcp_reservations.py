@@ -297,7 +297,8 @@ def _checked(actor: Actor, network: Network, kind: str, check: Callable[[], Any]
 
 
 def _start(actor: Actor, network: Network, kind: str, params: dict[str, Any]) -> Operation:
-    return operation_start(kind=kind, target=network_target(network), actor=actor, params=params)
+    queue = network.host.task_queue
+    return operation_start(kind=kind, target=network_target(network), actor=actor, params=params, queue=queue)
 
 
 # Operation handlers (run by a worker)

@@ -205,7 +205,7 @@ def pool_define(*, actor: Actor, host: Host, data: Mapping[str, Any]) -> Operati
     access.authorize(actor, "pool.manage", target=host.as_target())
     params = pool_check_define(host, data)
     target = Target("pool", f"{host.pk}:{params['name']}", params["name"])
-    return operation_start(kind="pool.define", target=target, actor=actor, params=params)
+    return operation_start(kind="pool.define", target=target, actor=actor, params=params, queue=host.task_queue)
 
 
 def pool_action(*, actor: Actor, pool: StoragePool, action: str, params: Mapping[str, Any] | None = None) -> Operation:
@@ -225,7 +225,8 @@ def pool_action(*, actor: Actor, pool: StoragePool, action: str, params: Mapping
         outcome = AuditEvent.Outcome.FAILED
         audit_record(actor=actor, action=spec.kind, target=pool_target(pool), outcome=outcome, message=exc.message)
         raise
-    return operation_start(kind=spec.kind, target=pool_target(pool), actor=actor, params=clean)
+    queue = pool.host.task_queue
+    return operation_start(kind=spec.kind, target=pool_target(pool), actor=actor, params=clean, queue=queue)
 
 
 # Operation handlers (run by a worker)

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from hosts.models import CENTRAL_QUEUE
 from kvmweb import access, virt
 from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
@@ -108,8 +109,14 @@ def upload_receive(*, actor: Actor, pool: StoragePool, name: Any, fmt: Any, size
             for written in _spool(body, out, declared):
                 now = time.monotonic()
                 if op is None and (written >= UPLOAD_CHUNK or written == declared):
+                    # A central worker, whatever the host's queue: the spool is on this machine's disk,
+                    # which a worker on the KVM host cannot read; it streams to the host through libvirt.
                     op = operation_start(
-                        kind=KIND, target=new_volume_target(pool, clean_name), actor=actor, params=params
+                        kind=KIND,
+                        target=new_volume_target(pool, clean_name),
+                        actor=actor,
+                        params=params,
+                        queue=CENTRAL_QUEUE,
                     )
                     checked = now
                 elif op is not None and now - checked >= CHECK_INTERVAL:

@@ -239,7 +239,7 @@ def vm_action(*, actor: Actor, vm: VirtualMachine, action: str, params: Mapping[
         raise Conflict(reason, details={"state": vm.state, "action": spec.name})
     if spec.check is not None:
         clean = spec.check(vm, {key: value for key, value in (params or {}).items() if value is not None})
-    return operation_start(kind=spec.kind, target=vm.as_target(), actor=actor, params=clean)
+    return operation_start(kind=spec.kind, target=vm.as_target(), actor=actor, params=clean, queue=vm.host.task_queue)
 
 
 def vm_bulk_action(

@@ -93,7 +93,8 @@ def vm_create(*, actor: Actor, data: Mapping[str, Any]) -> Operation:
     """Check `data` and queue a `vm.create` operation; the new VM is the operation's target."""
     plan = create_plan(actor=actor, data=data)
     target = Target("vm", plan.uuid, plan.name)
-    return operation_start(kind="vm.create", target=target, actor=actor, params=plan.to_params())
+    queue = Host.objects.only("queue").get(pk=plan.host).task_queue
+    return operation_start(kind="vm.create", target=target, actor=actor, params=plan.to_params(), queue=queue)
 
 
 def create_plan(*, actor: Actor, data: Mapping[str, Any]) -> CreatePlan:

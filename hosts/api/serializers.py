@@ -16,6 +16,7 @@ class HostSerializer(serializers.ModelSerializer):
             "ssh_key_path",
             "tls_pki_path",
             "console_address",
+            "queue",
             "enabled",
             "state",
             "last_error",
@@ -55,6 +56,14 @@ class HostWrite(serializers.Serializer):
         allow_blank=True,
         default="",
         help_text="Remote hosts: the address the console proxy connects to for VNC; empty: the URI's host name.",
+    )
+    queue = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The Celery queue for the host's operations: host.<name> when a worker runs on the host; "
+        "empty: the central workers.",
     )
 
     def to_input(self) -> HostInput:

@@ -115,3 +115,10 @@ def test_postgres_data_and_static_files_live_in_volumes():
     assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
     assert "static:/app/var/static" in services["migrate"]["volumes"]
     assert "static:/app/var/static:ro" in services["proxy"]["volumes"]
+
+
+def test_the_web_and_the_worker_share_the_upload_spool():
+    """The web process spools an upload; the worker reads it from the same directory to stream it to the host."""
+    services = load_compose()["services"]
+    assert "uploads:/app/var/uploads" in services["web"]["volumes"]
+    assert "uploads:/app/var/uploads" in services["worker"]["volumes"]
