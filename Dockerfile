@@ -31,9 +31,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     KVMWEB_VAR_DIR=/app/var
 # libvirt-clients brings libvirt0 (and virsh, for debugging); openssh-client is the
 # transport of qemu+ssh:// hosts, which checks host keys against the mounted
-# /etc/kvmweb/ssh/known_hosts; nginx is the proxy service.
+# /etc/kvmweb/ssh/known_hosts; nginx is the proxy service; qemu-utils gives the worker
+# qemu-img, which makes compressed volume copies.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libvirt-clients openssh-client nginx \
+    && apt-get install -y --no-install-recommends libvirt-clients openssh-client nginx qemu-utils \
     && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/default \
     && useradd --uid "$KVMWEB_UID" --create-home --home-dir /home/kvmweb --shell /usr/sbin/nologin kvmweb \
     && printf 'Host *\n    UserKnownHostsFile /etc/kvmweb/ssh/known_hosts ~/.ssh/known_hosts\n' \
@@ -43,7 +44,7 @@ WORKDIR /app
 COPY . /app
 COPY --from=assets /src/static/vendor /app/static/vendor
 # The code stays root's; only var/ (static files, sockets, logs, beat schedule) is the app's.
-RUN mkdir -p /app/var/static /app/var/run /app/var/log /app/var/nginx \
+RUN mkdir -p /app/var/static /app/var/run /app/var/log /app/var/nginx /app/var/uploads \
     && SECRET_KEY=collectstatic-at-build-time python manage.py collectstatic --noinput -v 0 \
     && chown -R kvmweb:kvmweb /app/var
 USER kvmweb

@@ -93,8 +93,9 @@ def volume_item(request: Request, volume_id: int) -> Response:
     operation_id="volume_action",
     request=OpenApiTypes.OBJECT,
     responses=ACCEPTED,
-    description="Actions: clone and convert (name, format, pool), resize (size, unit; grow only), "
-    "wipe and delete (confirm: the volume's name). Administrators only.",
+    description="Actions: clone and convert (name, format, pool; compress: true for a compressed qcow2 copy, "
+    "streamed through the worker), resize (size, unit; grow only), wipe and delete (confirm: the volume's name). "
+    "Administrators only.",
 )
 @api_view(["POST"])
 def volume_action(request: Request, volume_id: int, action: str) -> Response:

@@ -8,9 +8,11 @@ worker and make the rows match the host afterwards. Storage is administrators' b
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -26,7 +28,7 @@ from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
 from kvmweb.operations.services import Progress, operation_start
 from kvmweb.targets import Target
-from kvmweb.virt import devices, secrets, volumes
+from kvmweb.virt import devices, secrets, volume_compress, volumes
 from kvmweb.virt.xml import VolumeSpec, domain_devices
 from kvmweb.virt.xml.volume_spec import MAX_CAPACITY, MIN_CAPACITY, human_size
 from storage.models import StoragePool, Volume
@@ -37,6 +39,9 @@ User = AbstractBaseUser | AnonymousUser
 MANAGE = "storage.manage"
 UNITS = {"MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
 FORMATS = ("raw", "qcow2")
+# Pools whose volumes are files: the host reads an image's format from its data when it rescans them,
+# and a LUKS-in-qcow2 image can be made in them.
+FILE_POOL_TYPES = ("dir", "fs", "netfs")
 PROVISIONING = {
     "thin": "Thin: takes space only as data is written (a sparse raw file, or qcow2 without preallocation).",
     "metadata": "Metadata: qcow2 with its tables written up front; data space is still taken as written.",
@@ -234,7 +239,13 @@ def volume_create(*, actor: Actor, pool: StoragePool, data: Mapping[str, Any]) -
         _require_space(pool, size, name)
     params = {"pool": pool.pk, "name": name, "capacity": size, "format": fmt, "provisioning": provisioning}
     if not _checked_flag(data.get("encrypted")):
-        return operation_start(kind="volume.create", target=new_volume_target(pool, name), actor=actor, params=params)
+        return operation_start(
+            kind="volume.create",
+            target=new_volume_target(pool, name),
+            actor=actor,
+            params=params,
+            queue=pool.host.task_queue,
+        )
     passphrase = _check_encryption(pool, fmt, data)
     secret = _define_secret(pool, name, passphrase)
     try:
@@ -243,6 +254,7 @@ def volume_create(*, actor: Actor, pool: StoragePool, data: Mapping[str, Any]) -
             target=new_volume_target(pool, name),
             actor=actor,
             params={**params, "encryption": "luks", "secret": secret.uuid},
+            queue=pool.host.task_queue,
         )
     except BaseException:
         _undefine_secret_quietly(pool.host, secret.uuid)
@@ -250,9 +262,6 @@ def volume_create(*, actor: Actor, pool: StoragePool, data: Mapping[str, Any]) -
 
 
 # Encryption: LUKS inside qcow2, the passphrase held by a libvirt secret on the host
-
-ENCRYPTABLE_POOL_TYPES = ("dir", "fs", "netfs")
-
 
 def _checked_flag(value: Any) -> bool:
     return value not in (None, "", False, "false", "0", "off", "no")
@@ -264,7 +273,7 @@ def _check_encryption(pool: StoragePool, fmt: str, data: Mapping[str, Any]) -> s
     if fmt != "qcow2":
         message = "Only qcow2 volumes can be encrypted (LUKS inside qcow2); choose qcow2 or leave encryption off."
         raise Invalid(message, details={"format": message})
-    if pool.type not in ENCRYPTABLE_POOL_TYPES or not pool.target_path:
+    if pool.type not in FILE_POOL_TYPES or not pool.target_path:
         kind = pool.type or "of unknown type"
         message = f"Storage pool {pool.name} is {kind}; encrypted volumes go in directory (file) pools."
         raise Invalid(message, details={"encrypted": message})
@@ -347,11 +356,6 @@ def _check_clone(volume: Volume, params: Mapping[str, Any], *, convert: bool = F
     if convert and fmt == source_format:
         message = f"{volume.name} is already {fmt}; converting it to the same format would only copy it."
         raise Invalid(message, details={"format": message})
-    if params.get("compress") not in (None, "", False, "false", "0", "off"):
-        message = (
-            "libvirt cannot compress a copy (createXMLFrom has no compression option), so kvmweb does not offer it."
-        )
-        raise Invalid(message, details={"compress": message})
     default = f"{volume.name.rsplit('.', 1)[0]}-copy.{fmt}"
     name = check_name("name", params.get("name") or default)
     pool = volume.pool
@@ -362,7 +366,28 @@ def _check_clone(volume: Volume, params: Mapping[str, Any], *, convert: bool = F
     _require_usable(pool)
     _require_free_name(pool, name)
     _require_space(pool, volume.allocation or volume.capacity, name)
-    return {"pool": pool.pk, "name": name, "format": fmt}
+    clean: dict[str, Any] = {"pool": pool.pk, "name": name, "format": fmt}
+    if _checked_flag(params.get("compress")):
+        _check_compress(volume, fmt, pool)
+        clean["compress"] = True
+    return clean
+
+
+def _check_compress(volume: Volume, fmt: str, pool: StoragePool) -> None:
+    if fmt != "qcow2":
+        message = "Only a qcow2 copy can be compressed; choose qcow2, or leave compression off for a raw copy."
+        raise Invalid(message, details={"compress": message})
+    if volume.backing_path:
+        message = (
+            f"{volume.name} is built on a backing file, and a compressed copy is made from its own file alone. "
+            "Copy it without compression first (that copy stands alone), then compress the copy."
+        )
+        raise Invalid(message, details={"compress": message})
+    if pool.type not in FILE_POOL_TYPES:
+        # The compressed image is uploaded as data; another pool would not see it as qcow2.
+        kind = pool.type or "of unknown type"
+        message = f"Storage pool {pool.name} is {kind}; compressed copies go in directory (file) pools."
+        raise Invalid(message, details={"compress": message})
 
 
 def _check_wipe(volume: Volume, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -424,7 +449,9 @@ def volume_action(*, actor: Actor, volume: Volume, action: str, params: Mapping[
     _require_usable(volume.pool)
     clean = spec.check(volume, params or {})
     kind = "volume.clone" if spec.name == "convert" else spec.kind
-    return operation_start(kind=kind, target=volume_target(volume), actor=actor, params=clean)
+    return operation_start(
+        kind=kind, target=volume_target(volume), actor=actor, params=clean, queue=volume.pool.host.task_queue
+    )
 
 
 # Handlers (the worker)
@@ -500,6 +527,14 @@ def _resize(op: Operation, progress: Progress) -> dict[str, Any]:
 def _clone(op: Operation, progress: Progress) -> dict[str, Any]:
     volume = _volume_of(op)
     pool = StoragePool.objects.select_related("host").get(pk=op.params["pool"])
+    copy = _compressed_copy if op.params.get("compress") else _copy_on_host
+    record = copy(op, volume, pool, progress)
+    refresh_host_storage(pool.host, pool)
+    row = pool.volumes.filter(name=record.name).first()
+    return {"volume": row.pk if row else None, "path": record.path, "source": volume.pk, "note": SOURCE_KEPT}
+
+
+def _copy_on_host(op: Operation, volume: Volume, pool: StoragePool, progress: Progress) -> virt.VolumeRecord:
     name, fmt = op.params["name"], op.params["format"]
     verb = f"Converting {volume.name} ({volume.format}) to {fmt}" if fmt != volume.format else f"Copying {volume.name}"
 
@@ -507,10 +542,21 @@ def _clone(op: Operation, progress: Progress) -> dict[str, Any]:
         progress(5 + int(90 * done / total) if total else 5, f"{verb}: {human_size(done)} of {human_size(total)}")
 
     progress(5, verb)
-    record = volumes.clone_volume(pool.host.virt_target(), pool.name, volume.path, name, format=fmt, progress=copied)
-    refresh_host_storage(pool.host, pool)
-    row = pool.volumes.filter(name=record.name).first()
-    return {"volume": row.pk if row else None, "path": record.path, "source": volume.pk, "note": SOURCE_KEPT}
+    return volumes.clone_volume(pool.host.virt_target(), pool.name, volume.path, name, format=fmt, progress=copied)
+
+
+def _compressed_copy(op: Operation, volume: Volume, pool: StoragePool, progress: Progress) -> virt.VolumeRecord:
+    """libvirt copies on the host but cannot compress, so this copy streams through the worker, whose
+    temporary directory (TMPDIR) holds the source and its compressed image meanwhile."""
+    return volume_compress.compressed_copy(
+        pool.host.virt_target(),
+        pool.name,
+        volume.path,
+        op.params["name"],
+        work_dir=Path(tempfile.gettempdir()),
+        progress=progress,
+        timeout=(op.deadline - timezone.now()).total_seconds(),
+    )
 
 
 @operation_kind("volume.wipe", label="Wipe volume", deadline_seconds=6 * 3600, retry_transient=False)

@@ -11,7 +11,7 @@ exception propagates, so raising is how a caller cancels.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any, cast, get_args
@@ -184,7 +184,7 @@ def upload_volume(
             raise
 
 
-def download_volume(target: HostTarget, path: str, *, chunk_size: int = TRANSFER_CHUNK) -> Iterator[bytes]:
+def download_volume(target: HostTarget, path: str, *, chunk_size: int = TRANSFER_CHUNK) -> Generator[bytes, None, None]:
     """The bytes of the volume at ``path`` (its file, not the guest's view of a qcow2), as they arrive.
 
     Nothing happens, not even NotFound, until the first chunk is asked for. The host counts the
@@ -201,6 +201,13 @@ def download_volume(target: HostTarget, path: str, *, chunk_size: int = TRANSFER
         except BaseException:
             _abort_quietly(stream)
             raise
+
+
+def volume_file_size(target: HostTarget, path: str) -> int:
+    """How many bytes ``download_volume`` gives for the volume at ``path``: its file's length, which
+    for a qcow2 file is neither its capacity nor, when preallocated, its allocation."""
+    with connect(target) as conn:
+        return int(_volume_at(conn, path).infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2])
 
 
 def delete_volume(target: HostTarget, path: str) -> bool:
@@ -253,11 +260,6 @@ def backing_chain(target: HostTarget, path: str, *, limit: int = 16) -> tuple[Vo
         record = volume_by_path(target, below)
         chain.append(record if record is not None else below)
     return tuple(chain)
-
-
-# libvirt's createXMLFrom takes no compression flag (only PREALLOC_METADATA, REFLINK and VALIDATE),
-# and its volume XML has no compression element, so a compressed qcow2 copy is not offered.
-CLONE_COMPRESSION_SUPPORTED = False
 
 
 def volume_by_path(target: HostTarget, path: str) -> VolumeRecord | None:
@@ -416,14 +418,22 @@ def _checked_head(head: bytes, expected: VolumeFormat, *, final: bool) -> bytes:
         require(not is_qcow2, "The uploaded data is a qcow2 image, not raw data; upload it as qcow2.")
         return head
     require(is_qcow2 and len(head) >= _QCOW2_V3_HEADER, "The uploaded data is not a qcow2 image.")
-    version, backing_offset = struct.unpack_from(">IQ", head, 4)
-    incompatible = struct.unpack_from(">Q", head, 72)[0] if version >= 3 else 0
     require(
-        backing_offset == 0 and not incompatible & _QCOW2_EXTERNAL_DATA_FILE,
+        standalone_qcow2(head),
         "The uploaded qcow2 image names a backing or data file, which could expose files of the host; "
         "upload a standalone image (qemu-img convert makes one).",
     )
     return head
+
+
+def standalone_qcow2(head: bytes) -> bool:
+    """Whether ``head``, the start of a file, is the header of a qcow2 image that names no backing
+    file and no external data file, so that reading the image reads nothing but the file itself."""
+    if not head.startswith(_QCOW2_MAGIC) or len(head) < _QCOW2_V3_HEADER:
+        return False
+    version, backing_offset = struct.unpack_from(">IQ", head, 4)
+    incompatible = struct.unpack_from(">Q", head, 72)[0] if version >= 3 else 0
+    return backing_offset == 0 and not incompatible & _QCOW2_EXTERNAL_DATA_FILE
 
 
 # Lookups and checks

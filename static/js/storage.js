@@ -68,3 +68,18 @@ onEvents({
     else if (message.type === "vm.bulk") touch([`saved:${message.host}`]);
   },
 });
+
+// Only a qcow2 copy can be compressed: the box is off and disabled while raw is chosen.
+function followCopyFormat() {
+  const format = $("#cl-format");
+  const compress = $("#cl-compress");
+  if (!format || !compress) return;
+  const sync = () => {
+    compress.disabled = format.value !== "qcow2";
+    if (compress.disabled) compress.checked = false;
+  };
+  format.addEventListener("change", sync);
+  sync();
+}
+
+followCopyFormat();

@@ -122,6 +122,34 @@ def test_a_volume_created_on_the_pool_page_appears_in_its_table(live_stack, lab,
     assert Volume.objects.get(pool=lab["pool"], name=name).allocation >= 16 * 1024**2
 
 
+def test_a_raw_volume_is_copied_into_a_compressed_qcow2_from_its_page(live_stack, lab, page, prefix) -> None:
+    source, copy = f"{prefix}-plain.img", f"{prefix}-packed.qcow2"
+    page.goto(f"{live_stack['base']}/storage/pools/{lab['pool'].pk}/")
+    page.click('a[href="#new-volume"]')
+    page.fill("#nv-name", source)
+    page.fill("#nv-size", "8")
+    page.select_option("#nv-unit", "MiB")
+    page.select_option("#nv-format", "raw")
+    page.click("#new-volume button[type=submit]")
+    assert finished("volume.create", f"new:{lab['pool'].pk}:{source}").status == "succeeded"
+
+    volume = Volume.objects.get(pool=lab["pool"], name=source)
+    page.goto(f"{live_stack['base']}/storage/volumes/{volume.pk}/")
+    expect(page.locator("#cl-compress")).to_be_disabled()  # a raw copy cannot be compressed
+    page.select_option("#cl-format", "qcow2")
+    page.check("#cl-compress")
+    page.fill("#cl-name", copy)
+    screenshot(page, "storage-compressed-copy-form")
+    page.click("#clone button[type=submit]")
+
+    op = finished("volume.clone", str(volume.pk))
+    assert op.status == "succeeded", (op.error, op.error_detail)
+    assert any("Compressing" in entry["message"] for entry in op.log)
+    made = volumes.volume_in_pool(lab["guest"].host.target, POOL, copy)
+    assert made is not None and made.format == "qcow2" and made.capacity == 8 * 1024**2
+    assert made.allocation < 1024**2  # eight MiB of zeros compress to next to nothing
+
+
 def test_a_snapshot_taken_on_the_vm_page_can_be_reverted_to(live_stack, lab, page) -> None:
     guest: Guest = lab["guest"]
     name = "e2e-snap"

@@ -182,8 +182,8 @@ def test_converting_to_the_same_format_is_refused(lab, ada, queued):  # type: ig
     volume = make_volume(lab, "same.qcow2")
     with pytest.raises(Invalid, match="already qcow2; converting it to the same format"):
         volume_action(actor=actor_of(ada), volume=volume, action="convert", params={"format": "qcow2"})
-    with pytest.raises(Invalid, match="cannot compress"):
-        volume_action(actor=actor_of(ada), volume=volume, action="convert", params={"compress": "on"})
+    with pytest.raises(Invalid, match="already qcow2; converting it to the same format"):
+        volume_action(actor=actor_of(ada), volume=volume, action="convert", params={"format": "qcow2", "compress": "1"})
     assert not Operation.objects.exists()
 
 
@@ -191,6 +191,69 @@ def test_convert_defaults_to_the_other_format_and_keeps_the_source(lab, ada, que
     volume = make_volume(lab, "src.qcow2")
     op = volume_action(actor=actor_of(ada), volume=volume, action="convert", params={})
     assert op.kind == "volume.clone" and op.params == {"pool": volume.pool_id, "name": "src-copy.raw", "format": "raw"}
+
+
+ONLY_QCOW2 = "Only a qcow2 copy can be compressed; choose qcow2, or leave compression off for a raw copy."
+
+
+def test_compressing_a_raw_copy_is_refused_on_the_compress_field(lab, ada, queued):  # type: ignore[no-untyped-def]
+    volume = make_volume(lab, "cmp.qcow2")
+    for action, params in (("convert", {"compress": "1"}), ("clone", {"format": "raw", "compress": "on"})):
+        with pytest.raises(Invalid) as refused:
+            volume_action(actor=actor_of(ada), volume=volume, action=action, params=params)
+        assert (refused.value.message, refused.value.details) == (ONLY_QCOW2, {"compress": ONLY_QCOW2})
+    assert not Operation.objects.exists()
+
+
+def test_a_compressed_qcow2_copy_is_queued_with_compress_in_its_params(lab, ada, queued):  # type: ignore[no-untyped-def]
+    raw, qcow2 = make_volume(lab, "cmp.raw", fmt="raw"), make_volume(lab, "cmp.qcow2")
+
+    converted = volume_action(actor=actor_of(ada), volume=raw, action="convert", params={"compress": "1"})
+    # A compressing clone within qcow2 is a compacting copy, so it is not refused as "the same format".
+    cloned = volume_action(actor=actor_of(ada), volume=qcow2, action="clone", params={"compress": "on"})
+
+    pool = raw.pool_id
+    assert converted.params == {"pool": pool, "name": "cmp-copy.qcow2", "format": "qcow2", "compress": True}
+    assert cloned.params == {"pool": pool, "name": "cmp-copy.qcow2", "format": "qcow2", "compress": True}
+    assert [op.kind for op in (converted, cloned)] == ["volume.clone", "volume.clone"]
+
+
+def test_a_volume_on_a_backing_file_is_not_compressed(lab, ada, queued):  # type: ignore[no-untyped-def]
+    base = make_volume(lab, "cmp-base.qcow2")
+    top = make_volume(lab, "cmp-top.qcow2", backing=base.path)
+    with pytest.raises(Invalid, match=r"built on a backing file.*Copy it without compression first") as refused:
+        volume_action(actor=actor_of(ada), volume=top, action="clone", params={"compress": "1"})
+    assert list(refused.value.details) == ["compress"]
+    assert not Operation.objects.exists()
+
+
+def test_a_compressed_copy_into_a_pool_that_is_not_a_directory_is_refused(lab, ada, queued):  # type: ignore[no-untyped-def]
+    volume = make_volume(lab, "cmp-lv.qcow2")
+    vg = StoragePool.objects.create(
+        host=lab, uuid=uuid.uuid4(), name="vg0", type="logical", state="running", available=100 * MIB
+    )
+    message = "Storage pool vg0 is logical; compressed copies go in directory (file) pools."
+    with pytest.raises(Invalid) as refused:
+        volume_action(actor=actor_of(ada), volume=volume, action="clone", params={"pool": vg.pk, "compress": "1"})
+    assert (refused.value.message, refused.value.details) == (message, {"compress": message})
+    assert not Operation.objects.exists()
+
+
+def test_the_api_takes_compress_true_and_refuses_it_for_a_raw_copy(lab, ada, queued):  # type: ignore[no-untyped-def]
+    volume = make_volume(lab, "cmp-api.raw", fmt="raw")
+    actions = f"/api/v1/volumes/{volume.pk}/actions"
+
+    # A clone keeps the source's format, raw here.
+    refused = api(ada).post(f"{actions}/clone/", {"compress": True}, content_type="application/json")
+    accepted = api(ada).post(
+        f"{actions}/convert/", {"name": "small.qcow2", "compress": True}, content_type="application/json"
+    )
+
+    assert refused.status_code == 400
+    assert refused.json() == {"error": {"code": "invalid", "message": ONLY_QCOW2, "details": {"compress": ONLY_QCOW2}}}
+    assert accepted.status_code == 202, accepted.json()
+    op = Operation.objects.get(pk=accepted.json()["operation"]["id"])
+    assert op.params == {"pool": volume.pool_id, "name": "small.qcow2", "format": "qcow2", "compress": True}
 
 
 def test_resize_only_grows(lab, ada, queued):  # type: ignore[no-untyped-def]
@@ -353,6 +416,7 @@ def test_pages_for_admin_member_other_and_anonymous(lab, ada, alice, bob, queued
         assert Client().get(url).status_code == 302, url
     page = admin.get(f"/storage/volumes/{volume.pk}/").content.decode()
     assert "Type <strong>page.iso</strong> to confirm" in page and "never removed automatically" in page
+    assert 'name="compress"' in page and "Compress (qcow2)" in page and "cannot compress" not in page
     assert "page.iso" in admin.get("/storage/isos/").content.decode()
     assert "page.iso" in admin.get(f"/storage/pools/{pool.pk}/").content.decode()
     assert member.get(f"/storage/volumes/{volume.pk}/").status_code == 200
