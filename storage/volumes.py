@@ -263,6 +263,7 @@ def volume_create(*, actor: Actor, pool: StoragePool, data: Mapping[str, Any]) -
 
 # Encryption: LUKS inside qcow2, the passphrase held by a libvirt secret on the host
 
+
 def _checked_flag(value: Any) -> bool:
     return value not in (None, "", False, "false", "0", "off", "no")
 
