@@ -58,21 +58,6 @@ def guest(lab_host: LabHost) -> Iterator[Guest]:
 
 
 @pytest.fixture(scope="module")
-def hotplug_guest(lab_host: LabHost) -> Iterator[Guest]:
-    """A tiny guest booted with 1 vCPU of a maximum of 2, its agent answering."""
-    name = unique_guest_name("devplug")
-    remove_guest(lab_host, name)
-    made = ensure_guest(lab_host, name, data_disk=False, start=False)
-    virsh(lab_host.uri, "setvcpus", made.uuid, "2", "--config", "--maximum", timeout=30)
-    virsh(lab_host.uri, "setvcpus", made.uuid, "1", "--config", timeout=30)
-    made.start()
-    made.wait_for_marker(120)
-    made.wait_for_agent(60)
-    yield made
-    remove_guest(lab_host, name)
-
-
-@pytest.fixture(scope="module")
 def off_guest(lab_host: LabHost) -> Iterator[Guest]:
     """A shut-off guest with its data disk and an empty SATA CD-ROM drive; it may be renamed by a test."""
     name = unique_guest_name("devoff")
@@ -155,22 +140,6 @@ def test_vcpus_beyond_a_running_guests_maximum_wait_for_next_boot(guest: Guest) 
     assert _vcpucount(guest, "--live", "--active") == 1
     assert _vcpucount(guest, "--config", "--maximum") == 2
     assert _vcpucount(guest, "--config", "--active") == 2
-
-
-def test_vcpus_plugged_into_a_running_guest_are_brought_online_through_its_agent(hotplug_guest: Guest) -> None:
-    guest = hotplug_guest
-    assert (_cpus(guest, "present"), _cpus(guest, "online")) == ("0", "0")
-
-    applied = set_vcpus(guest.host.target, guest.uuid, 2)
-
-    assert applied == Applied(live=True, config=True, note=f"{NOW_AND_NEXT_BOOT} The guest brought vCPU 1 online.")
-    assert _vcpucount(guest, "--live", "--active") == 2
-    # The tiny guest has no udev to online a hot-plugged CPU: online now means kvmweb asked its agent.
-    assert (_cpus(guest, "present"), _cpus(guest, "online")) == ("0-1", "0-1")
-
-
-def _cpus(guest: Guest, which: str) -> str:
-    return guest.read_file(f"/sys/devices/system/cpu/{which}").decode().strip()
 
 
 def test_disk_is_plugged_grown_and_unplugged_while_the_guest_runs(guest: Guest, volume: tuple[str, str]) -> None:
