@@ -1,9 +1,9 @@
 """Hardware and definition edits for real: kvmweb.virt.devices against the lab's libvirtd (qemu:///system).
 
 This module brings its own guests, so the session's shared tiny guest keeps its hardware: a running
-one (``it-devices-p<pid>``, booted, agent answering), one booted with 1 vCPU of 2 for a hot-plug
-(``it-devplug-p<pid>``) and a shut-off one with a CD-ROM drive (``it-devoff-p<pid>``). Volumes made
-here have names unique to the run and are deleted after.
+one (``it-devices-p<pid>``, booted, agent answering) and a shut-off one with a CD-ROM drive
+(``it-devoff-p<pid>``). Volumes made here have names unique to the run and are deleted after. (The
+vCPU hot-plug into a guest booted below its maximum is in test_vm_lifecycle_extra_lab.py.)
 """
 
 from __future__ import annotations
