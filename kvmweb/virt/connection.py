@@ -228,6 +228,18 @@ def get_connection(target: HostTarget, *, timeout: float | None = None) -> Conne
     return _current_cache().get(target, settings)
 
 
+def open_private_connection(target: HostTarget, *, timeout: float | None = None) -> Connection:
+    """A new connection to ``target``, neither cached nor shared; the caller closes it
+    (``close_private_connection``). For a blocking stream: a thread blocked in its recv() can stall
+    the calls other threads make on the same connection until data arrives."""
+    settings = _settings if timeout is None else replace(_settings, open_timeout=timeout)
+    return _open_with_deadline(target, settings)
+
+
+def close_private_connection(conn: Connection) -> None:
+    _close_in_background(conn)
+
+
 @contextmanager
 def connect(target: HostTarget, *, timeout: float | None = None) -> Iterator[Connection]:
     """Yield a connection; libvirt errors inside become VirtErrors, and a broken one is dropped."""

@@ -34,7 +34,7 @@ from typing import Any
 import libvirt
 
 from kvmweb.virt import lookup
-from kvmweb.virt.connection import Connection, get_connection
+from kvmweb.virt.connection import Connection, close_private_connection, open_private_connection
 from kvmweb.virt.errors import InvalidOperation, Unsupported, VirtError, translated
 from kvmweb.virt.target import HostTarget
 
@@ -203,9 +203,11 @@ class SerialConsole:
             finally:
                 with self._lock:
                     self._pending -= len(data)
-        # close() was called, or the reader ended: abort wakes a reader blocked in recv().
+        # close() was called, or the reader ended: abort wakes a reader blocked in recv(). The reader
+        # needs the connection no more (after close() it does not ask why the stream failed).
         with suppress(libvirt.libvirtError):
             self._stream.abort()
+        close_private_connection(self._conn)
 
     def _finish(self, reason: str) -> None:
         with self._lock:
@@ -234,7 +236,9 @@ def open_serial_console(
     Raises InvalidOperation (not running), ConsoleBusy (another client holds it; ``force=True``
     takes it over), NoSerialConsole, NotFound, HostUnreachable or another VirtError.
     """
-    conn = get_connection(target)
+    # A console of its own: its reader blocks in recv(), which stalled other calls on a shared
+    # connection (seen: a second console's domain lookup hung behind the first one's reader).
+    conn = open_private_connection(target)
     stream: Stream = None
     try:
         with translated():
@@ -246,6 +250,7 @@ def open_serial_console(
         if stream is not None:
             with suppress(libvirt.libvirtError):
                 stream.abort()
+        close_private_connection(conn)
         raise console_error(exc) from exc
     console = SerialConsole(lookup.canonical_uuid(uuid, "virtual machine"), stream, conn, on_data, on_closed)
     console.start()

@@ -174,7 +174,7 @@ def test_no_libvirt_refuses_every_adapter_connection_even_a_cached_one(
     calls = {
         "connect imported by name": lambda: virt.get_domain_xml(target, uuid),
         "the inventory": lambda: virt.get_inventory(target),
-        "get_connection imported by name": lambda: open_serial_console(
+        "a console's own connection": lambda: open_serial_console(
             target, uuid, on_data=lambda data: None, on_closed=lambda reason: None
         ),
         "a fresh open (the events loop's)": lambda: connection._opener(target.effective_uri()),

@@ -162,6 +162,11 @@ class FakeConnection:
     def __init__(self, *, alive: bool = True, active: bool = True) -> None:
         self.alive = alive
         self.active = active
+        self.closed = threading.Event()
+
+    def close(self) -> int:
+        self.closed.set()
+        return 0
 
     def isAlive(self) -> int:
         return int(self.alive)
@@ -214,10 +219,12 @@ def test_output_arrives_in_order_and_keys_are_sent() -> None:
 
 def test_close_aborts_the_stream_and_reports_closed_once() -> None:
     stream = FakeStream()
-    serial, recorder = opened(stream)
+    conn = FakeConnection()
+    serial, recorder = opened(stream, conn)
     serial.close()
     serial.close()
     assert serial.ended.wait(5)
+    assert conn.closed.wait(5), "the console's own connection is closed with it"
     assert stream.aborted.is_set()
     assert recorder.reasons == ["closed"] and serial.reason == "closed" and serial.closed
     with pytest.raises(virt.InvalidOperation, match="closed"):
@@ -268,3 +275,27 @@ def test_a_runaway_paste_is_refused_not_buffered() -> None:
     assert len(stream.wait_sent(b"a" * console.MAX_PENDING)) == console.MAX_PENDING
     serial.close()
     assert serial.ended.wait(5)
+
+
+def test_a_console_opens_a_connection_of_its_own_and_a_refused_one_closes_it(target, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A reader blocked in recv() stalled other calls on a shared connection (a second console's lookup hung)."""
+    from kvmweb.virt import connection
+    from kvmweb.virt import console as console_module
+
+    shared = connection.get_connection(target)
+    opened_conns, closed_conns = [], []
+    real_open = console_module.open_private_connection
+
+    def open_recorded(t: virt.HostTarget) -> Any:
+        opened_conns.append(real_open(t))
+        return opened_conns[-1]
+
+    monkeypatch.setattr(console_module, "open_private_connection", open_recorded)
+    monkeypatch.setattr(console_module, "close_private_connection", closed_conns.append)
+
+    with pytest.raises(virt.Unsupported):
+        open_serial_console(target, TEST_DOMAIN_UUID, on_data=_ignore, on_closed=_ignore)
+
+    assert len(opened_conns) == 1 and opened_conns[0] is not shared
+    assert closed_conns == opened_conns
+    opened_conns[0].close()
