@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 
@@ -15,8 +17,8 @@ def _in_memory_channel_layer(request):  # type: ignore[no-untyped-def]
 
     send = publish._send
 
-    def send_and_wait(groups: list[str], payload: dict) -> None:  # type: ignore[type-arg]
-        send(groups, payload)
+    def send_and_wait(*args: Any, **kwargs: Any) -> None:
+        send(*args, **kwargs)
         publish.publish_flush()
 
     request.getfixturevalue("monkeypatch").setattr(publish, "_send", send_and_wait)

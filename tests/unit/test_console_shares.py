@@ -79,7 +79,7 @@ def closes(_own_channel) -> Iterator[Any]:  # type: ignore[no-untyped-def]
 def pushed(monkeypatch) -> list[tuple[list[str], dict[str, Any]]]:  # type: ignore[no-untyped-def]
     """What would reach the browsers' groups once committed (the channel layer itself is tested elsewhere)."""
     sent: list[tuple[list[str], dict[str, Any]]] = []
-    monkeypatch.setattr(publish_module, "_send", lambda groups, payload: sent.append((groups, payload)))
+    monkeypatch.setattr(publish_module, "_send", lambda groups, payload, *_: sent.append((groups, payload)))
     return sent
 
 

@@ -62,7 +62,7 @@ def _clean_test_driver() -> Iterator[None]:
 @pytest.fixture
 def pushed(monkeypatch) -> list[tuple[list[str], dict[str, Any]]]:
     sent: list[tuple[list[str], dict[str, Any]]] = []
-    monkeypatch.setattr(publish_module, "_send", lambda groups, payload: sent.append((groups, payload)))
+    monkeypatch.setattr(publish_module, "_send", lambda groups, payload, *_: sent.append((groups, payload)))
     return sent
 
 

@@ -61,7 +61,7 @@ def net(lab: Any) -> Network:
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict[str, Any]]]:
     """What reached the channel layer (after commit), as (groups, message)."""
     captured: list[tuple[list[str], dict[str, Any]]] = []
-    monkeypatch.setattr(publish_module, "_send", lambda groups, payload: captured.append((groups, payload)))
+    monkeypatch.setattr(publish_module, "_send", lambda groups, payload, *_: captured.append((groups, payload)))
     return captured
 
 

@@ -26,7 +26,7 @@ FORM_TEMPLATE = 'action="/vms/00000000-0000-0000-0000-000000000000/actions/force
 @pytest.fixture
 def pushed(monkeypatch) -> list[tuple[list[str], dict[str, Any]]]:  # type: ignore[no-untyped-def]
     sent: list[tuple[list[str], dict[str, Any]]] = []
-    monkeypatch.setattr(publish_module, "_send", lambda groups, payload: sent.append((groups, payload)))
+    monkeypatch.setattr(publish_module, "_send", lambda groups, payload, *_: sent.append((groups, payload)))
     return sent
 
 

@@ -115,7 +115,7 @@ def test_reconcile_publishes_one_message_per_changed_vm(db, node, django_capture
     from kvmweb.realtime import publish as publish_module
 
     sent: list[tuple[list[str], dict]] = []
-    monkeypatch.setattr(publish_module, "_send", lambda groups, payload: sent.append((groups, payload)))
+    monkeypatch.setattr(publish_module, "_send", lambda groups, payload, *_: sent.append((groups, payload)))
     host, alice = make_host("sim"), make_user("alice")
     reconcile(host, node([Guest("web", A)]))
     VirtualMachine.objects.filter(uuid=A).update(owner=alice)

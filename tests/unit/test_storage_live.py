@@ -54,7 +54,7 @@ def lab(alice):  # type: ignore[no-untyped-def]
 def sent(monkeypatch):  # type: ignore[no-untyped-def]
     """What reaches Channels, as (groups, payload), once a transaction commits (`committed` below)."""
     out: list[tuple[list[str], dict[str, Any]]] = []
-    monkeypatch.setattr(publish_module, "_send", lambda groups, payload: out.append((groups, payload)))
+    monkeypatch.setattr(publish_module, "_send", lambda groups, payload, *_: out.append((groups, payload)))
     return out
 
 
@@ -94,7 +94,7 @@ def expected(pool: StoragePool) -> dict[str, Any]:
 
 def test_a_new_volume_pushes_its_pool_once_the_refresh_commits(lab, monkeypatch, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
     sent: list[tuple[list[str], dict[str, Any]]] = []
-    monkeypatch.setattr(publish_module, "_send", lambda groups, payload: sent.append((groups, payload)))
+    monkeypatch.setattr(publish_module, "_send", lambda groups, payload, *_: sent.append((groups, payload)))
     pool = StoragePool.objects.get(host=lab, name=POOL)
     virt_volumes.create_volume(TARGET, POOL, VolumeSpec(name="live.qcow2", capacity_bytes=16 * MIB))
     with django_capture_on_commit_callbacks() as callbacks:

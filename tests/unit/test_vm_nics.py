@@ -220,7 +220,7 @@ def test_addresses_are_kept_on_the_row_and_pushed_once_per_change(
     domain, alice, monkeypatch, django_capture_on_commit_callbacks
 ):  # type: ignore[no-untyped-def]
     sent: list[tuple[list[str], dict[str, Any]]] = []
-    monkeypatch.setattr(publish_module, "_send", lambda groups, payload: sent.append((groups, payload)))
+    monkeypatch.setattr(publish_module, "_send", lambda groups, payload, *_: sent.append((groups, payload)))
     vm = domain(running=True)
     running = next(d for d in virt.list_domains(TARGET) if d.name == "test")  # the driver's own, with a lease
     found = devices.get_interface_addresses(TARGET, [str(vm.uuid), running.uuid])
