@@ -21,7 +21,12 @@ from kvmweb.audit.models import AuditEvent
 from kvmweb.audit.services import audit_record
 from kvmweb.errors import Conflict, Forbidden, Invalid, KvmwebError, NotVisible
 from kvmweb.operations.models import Operation
-from kvmweb.operations.services import operation_start
+from kvmweb.operations.services import (
+    OperationRequest,
+    operation_start,
+    operations_queued_together,
+    operations_start,
+)
 from kvmweb.targets import Target
 from vms import selectors
 from vms.models import VirtualMachine
@@ -228,6 +233,12 @@ def vm_action(*, actor: Actor, vm: VirtualMachine, action: str, params: Mapping[
     another active operation on it) does not allow the action now.
     """
     spec = action_spec(action)
+    clean = _checked(actor, vm, spec, params)
+    return operation_start(kind=spec.kind, target=vm.as_target(), actor=actor, params=clean, queue=vm.host.task_queue)
+
+
+def _checked(actor: Actor, vm: VirtualMachine, spec: ActionSpec, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The parameters `spec`'s handler receives for `vm`; raises (audited) when it cannot run on `vm` now."""
     if spec.requires:
         access.authorize(actor, spec.requires, vm, target=vm.as_target())
     clean = action_check_params(spec, params) if spec.check is None else {}
@@ -239,7 +250,7 @@ def vm_action(*, actor: Actor, vm: VirtualMachine, action: str, params: Mapping[
         raise Conflict(reason, details={"state": vm.state, "action": spec.name})
     if spec.check is not None:
         clean = spec.check(vm, {key: value for key, value in (params or {}).items() if value is not None})
-    return operation_start(kind=spec.kind, target=vm.as_target(), actor=actor, params=clean, queue=vm.host.task_queue)
+    return clean
 
 
 def vm_bulk_action(
@@ -253,23 +264,28 @@ def vm_bulk_action(
     if spec.name not in BULK_ACTIONS:
         raise Invalid(f"{spec.label} runs on one VM at a time.", details={"action": spec.name})
     action_check_params(spec, params)  # a bad parameter is the request's fault: refuse it whole
-    result = BulkResult(operations=[], refused=[])
-    # One commit for the batch, not one per VM (each costs a disk sync): workers are told once it lands.
-    with transaction.atomic():
+    refused: list[tuple[VirtualMachine, str]] = []
+    ready: list[tuple[VirtualMachine, OperationRequest]] = []
+    # One commit for the batch, not one per VM (each costs a disk sync), and its task messages sent together.
+    with operations_queued_together(), transaction.atomic():
         for vm in vms:
-            _bulk_one(actor, vm, spec, params, result)
-    return result
+            try:
+                ready.append((vm, _bulk_request(actor, vm, spec, params)))
+            except KvmwebError as exc:
+                refused.append((vm, exc.message))
+        started = operations_start(kind=spec.kind, requests=[request for _, request in ready], actor=actor)
+    operations = [outcome for outcome in started if isinstance(outcome, Operation)]
+    refused += [
+        (vm, outcome.message) for (vm, _), outcome in zip(ready, started, strict=True) if isinstance(outcome, Conflict)
+    ]
+    return BulkResult(operations=operations, refused=refused)
 
 
-def _bulk_one(
-    actor: Actor, vm: VirtualMachine, spec: ActionSpec, params: Mapping[str, Any] | None, result: BulkResult
-) -> None:
+def _bulk_request(
+    actor: Actor, vm: VirtualMachine, spec: ActionSpec, params: Mapping[str, Any] | None
+) -> OperationRequest:
     try:
         access.authorize(actor, "vm.act", vm, target=vm.as_target())
     except (Forbidden, NotVisible) as exc:
-        result.refused.append((vm, f"Cannot {spec.verb} {vm.name}: {exc.message}"))
-        return
-    try:
-        result.operations.append(vm_action(actor=actor, vm=vm, action=spec.name, params=params))
-    except KvmwebError as exc:
-        result.refused.append((vm, exc.message))
+        raise Forbidden(f"Cannot {spec.verb} {vm.name}: {exc.message}") from None
+    return OperationRequest(vm.as_target(), _checked(actor, vm, spec, params), vm.host.task_queue)

@@ -12,8 +12,25 @@ def audit_record(
     message: str = "",
     operation_id: int | None = None,
 ) -> AuditEvent:
+    event = audit_event(
+        actor=actor, action=action, target=target, outcome=outcome, message=message, operation_id=operation_id
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event(
+    *,
+    actor: Actor,
+    action: str,
+    target: Target | None,
+    outcome: str,
+    message: str = "",
+    operation_id: int | None = None,
+) -> AuditEvent:
+    """An event not yet saved, for callers that write many with one INSERT."""
     user = actor.user if actor.user is not None and actor.user.is_authenticated else None
-    return AuditEvent.objects.create(
+    return AuditEvent(
         actor_id=user.pk if user else None,
         actor_name=actor.name,
         ip=actor.ip,

@@ -71,7 +71,8 @@ def test_refresh_runs_on_a_worker_and_streams_to_the_browser(stack, transactiona
 
     messages = asyncio.run(scenario())
     statuses = [m["operation"]["status"] for m in messages if m["type"] == "operation"]
-    assert statuses[0] == "pending" and "running" in statuses and statuses[-1] == "succeeded", statuses
+    # "running" is pushed only when the refresh outlasts PUSH_INTERVAL; a quicker one goes straight to its end.
+    assert statuses[0] == "pending" and set(statuses[1:-1]) <= {"running"} and statuses[-1] == "succeeded", statuses
     host.refresh_from_db()
     assert host.state == "connected" and host.libvirt_version and host.hypervisor == "QEMU"
     assert "qemu" in host.capabilities["virt_types"]

@@ -1,6 +1,7 @@
 """Operations: create and queue on commit, claim once, refuse conflicts, record outcomes, reap the stale."""
 
 import contextlib
+import json
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -44,7 +45,9 @@ def _chatty(op, progress):  # type: ignore[no-untyped-def]
 def pushed(monkeypatch):  # type: ignore[no-untyped-def]
     """The operation messages browsers would get, in order: (status, progress, message)."""
     sent: list[tuple[str, int | None, str]] = []
-    monkeypatch.setattr(services, "operation_publish", lambda op: sent.append((op.status, op.progress, op.message)))
+    monkeypatch.setattr(
+        services, "operation_publish", lambda op, hold=0.0: sent.append((op.status, op.progress, op.message))
+    )
     return sent
 
 
@@ -244,3 +247,57 @@ def test_the_task_message_carries_the_kind_and_time_limits_from_its_deadline(mon
     monkeypatch.setattr(tasks.run_operation, "apply_async", lambda **message: sent.append(message))
     services._enqueue(7, "test.step", "host.kvm1")
     assert sent == [{"args": [7, "test.step"], "queue": "host.kvm1", "soft_time_limit": 60, "time_limit": 120}]
+
+
+# --- many at once ----------------------------------------------------------------------------------------------------
+
+
+def requests(count: int) -> list[services.OperationRequest]:
+    return [services.OperationRequest(Target("vm", f"many-{n}", f"vm{n}"), {"n": n}) for n in range(count)]
+
+
+def test_many_operations_and_their_audit_events_are_one_insert_each(actor, queued, django_assert_num_queries):  # type: ignore[no-untyped-def]
+    with django_assert_num_queries(4):  # savepoint, the operations, their audit events, release
+        started = services.operations_start(kind="test.step", requests=requests(20), actor=actor)
+    assert [op.params for op in started] == [{"n": n} for n in range(20)]  # type: ignore[union-attr]
+    accepted = AuditEvent.objects.filter(outcome="accepted", action="test.step")
+    assert sorted(accepted.values_list("operation_id", flat=True)) == sorted(op.pk for op in started)  # type: ignore[union-attr]
+
+
+def test_one_busy_target_refuses_only_itself(actor, queued):  # type: ignore[no-untyped-def]
+    busy = services.operation_start(kind="test.step", target=Target("vm", "many-1", "vm1"), actor=actor)
+    started = services.operations_start(kind="test.step", requests=requests(3), actor=actor)
+    refusal = started[1]
+    assert isinstance(refusal, Conflict) and f"#{busy.pk}" in refusal.message
+    assert all(isinstance(outcome, Operation) for outcome in (started[0], started[2]))
+    assert Operation.objects.filter(target_id="many-1").count() == 1
+    assert AuditEvent.objects.filter(target_id="many-1", outcome="failed", message=refusal.message).exists()
+
+
+def test_operations_queued_together_reach_the_broker_once_it_ends(
+    actor, monkeypatch, django_capture_on_commit_callbacks
+):  # type: ignore[no-untyped-def]
+    batches: list[list[tuple[int, str, str]]] = []
+    monkeypatch.setattr(services, "_send", batches.append)
+    with services.operations_queued_together():
+        with django_capture_on_commit_callbacks(execute=True):
+            started = services.operations_start(kind="test.step", requests=requests(3), actor=actor)
+        assert batches == []
+    assert batches == [[(op.pk, "test.step", "default") for op in started]]  # type: ignore[union-attr]
+
+
+def test_a_batch_of_task_messages_lands_in_the_brokers_queue(settings):  # type: ignore[no-untyped-def]
+    from kvmweb.celery import app
+
+    queue = "test-batch-send"
+    with app.connection_for_write() as connection:
+        client = connection.default_channel.client
+        client.delete(queue)
+        services._send([(1, "test.step", queue), (2, "test.step", queue), (3, "test.chatty", queue)])
+        bodies = [json.loads(raw) for raw in reversed(client.lrange(queue, 0, -1))]
+        client.delete(queue)
+    assert [(body["headers"]["argsrepr"], body["headers"]["timelimit"]) for body in bodies] == [
+        ("[1, 'test.step']", [120, 60]),
+        ("[2, 'test.step']", [120, 60]),
+        ("[3, 'test.chatty']", [120, 60]),
+    ]
