@@ -10,8 +10,9 @@ which is how per-host queues deploy anyway. Then:
   one slice while the workers run the others), until --operations have run. It prints
   operations/s, how fast the API queued them, and request -> task start latency (p50/p95): a
   slice's batch lands at once, so that latency is mostly time spent in the queue behind it.
-- paced: the same, but a request waits until it leaves at most --window operations queued or
-  running, so the latency is the pipeline's and its batch's, not a backlog's.
+- paced: requests of --batch VMs, each sent once it leaves at most --window operations queued or
+  running, so the latency is the pipeline's, not a backlog's: the rate the stack keeps up with a
+  short wait.
 - one at a time: --single operations, each a single-VM request (`POST /api/v1/vms/<uuid>/actions/...`)
   sent when the one before has ended. Its request -> task start is the pipeline's own latency, with
   no queue in front.
@@ -71,7 +72,8 @@ def main() -> None:
     parser.add_argument("--vms", type=int, default=100)
     parser.add_argument("--operations", type=int, default=1000)
     parser.add_argument("--groups", type=int, default=10, help="slices of the VMs whose bulk requests overlap")
-    parser.add_argument("--window", type=int, default=10, help="most operations queued or running when paced")
+    parser.add_argument("--batch", type=int, default=2, help="VMs in each request when paced")
+    parser.add_argument("--window", type=int, default=4, help="most operations queued or running when paced")
     parser.add_argument("--single", type=int, default=200, help="operations sent one at a time")
     parser.add_argument("--workers", type=int, default=2, help="worker processes, one simulated host each")
     parser.add_argument("--threads", type=int, default=2, help="threads per worker process")
@@ -97,9 +99,9 @@ def main() -> None:
     ends = Ends(user_group(admin.pk))
     try:
         phases = {
-            "burst": burst(api, ends, uuids, args.operations, args.groups, window=0),
-            f"paced (at most {args.window} in flight)": burst(
-                api, ends, uuids, args.operations, args.groups, args.window
+            "burst": burst(api, ends, chunks(uuids, -(-len(uuids) // args.groups)), args.operations, window=0),
+            f"paced ({args.batch} VMs a request, at most {args.window} in flight)": burst(
+                api, ends, chunks(uuids, args.batch), args.operations, args.window
             ),
             "one at a time": one_at_a_time(api, ends, uuids, args.single),
         }
@@ -195,11 +197,13 @@ class Ends:
             self.changed.wait_for(lambda: len(self.in_flight) + needed <= window, 120)
 
 
-def burst(api: Client, ends: Ends, uuids: list[str], operations: int, groups: int, window: int) -> Phase:
-    """Bulk requests over `groups` slices of the VMs in turn. A slice's next request goes once its last
+def chunks(uuids: list[str], size: int) -> list[list[str]]:
+    return [uuids[i : i + size] for i in range(0, len(uuids), size)]
+
+
+def burst(api: Client, ends: Ends, slices: list[list[str]], operations: int, window: int) -> Phase:
+    """Bulk requests over the slices of the VMs in turn. A slice's next request goes once its last
     batch has ended and fewer than `window` operations are queued or running (0: no bound)."""
-    size = -(-len(uuids) // groups)
-    slices = [uuids[i : i + size] for i in range(0, len(uuids), size)]
     last: list[list[int]] = [[] for _ in slices]
     actions = ["start"] * len(slices)
     ids: list[int] = []
