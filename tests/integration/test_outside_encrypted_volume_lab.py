@@ -14,6 +14,7 @@ from hosts.inventory import host_reconcile
 from kvmweb import virt
 from kvmweb.operations.models import Operation
 from kvmweb.virt.secrets import build_volume_secret_xml, volume_secret
+from kvmweb.virt.volumes import LUKS_ATTEMPTS
 from kvmweb.virt.xml import VolumeSpec
 from kvmweb.virt.xml.volume_xml import build_volume_xml
 from storage.models import Volume
@@ -50,17 +51,17 @@ def virsh_luks_volume(lab: LabHost, pool_path: str, tmp_path: Path, name: str) -
 
 
 def vol_create(lab: LabHost, volume_file: Path) -> None:
-    """``virsh vol-create`` in the lab pool, tried up to 3 times when qemu-img cannot time its key derivation.
+    """``virsh vol-create`` in the lab pool, tried again (as kvmweb does) when qemu-img cannot time its key derivation.
 
     qemu-img times its LUKS key derivation in thread CPU time, which a loaded 2-core lab sometimes
     reports as 0 ms; it then refuses, and libvirt removes the half-made volume.
     """
-    for attempt in range(3):
+    for attempt in range(LUKS_ATTEMPTS):
         try:
             virsh(lab.uri, "vol-create", POOL, str(volume_file), timeout=120)
             return
         except LabError as exc:
-            if attempt == 2 or "Unable to get accurate CPU usage" not in str(exc):
+            if attempt == LUKS_ATTEMPTS - 1 or "Unable to get accurate CPU usage" not in str(exc):
                 raise
 
 

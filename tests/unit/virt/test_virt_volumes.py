@@ -356,7 +356,8 @@ def test_a_luks_timing_refusal_is_measured_again():
 
 
 def test_other_create_failures_and_a_persistent_timing_refusal_are_raised():
-    for pool in (_BusyHostPool(fails=1, message="No space left on device"), _BusyHostPool(fails=9)):
+    persistent = _BusyHostPool(fails=volumes.LUKS_ATTEMPTS)
+    for pool in (_BusyHostPool(fails=1, message="No space left on device"), persistent):
         with pytest.raises(LibvirtError):
             volumes.create_xml_retrying(pool, "<volume/>", 0)
     assert pool.calls == volumes.LUKS_ATTEMPTS
