@@ -207,7 +207,7 @@ def _end(op: Operation, status: str, reason: str) -> str | None:
         if was not in Operation.ACTIVE:
             return was
         Operation.objects.filter(pk=op.pk).update(status=status, finished=timezone.now(), error=reason)
-        audit_close_for_operation(operation_id=op.pk, outcome=AuditEvent.Outcome.FAILED, message=reason)
+        audit_close_for_operation(operation_ids=[op.pk], outcome=AuditEvent.Outcome.FAILED, message=reason)
     op.refresh_from_db()
     operation_publish(op)
     return was

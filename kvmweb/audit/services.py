@@ -1,3 +1,5 @@
+from collections.abc import Sequence
+
 from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
 from kvmweb.targets import Target
@@ -44,8 +46,8 @@ def audit_event(
     )
 
 
-def audit_close_for_operation(*, operation_id: int, outcome: str, message: str) -> None:
-    """An accepted request's event takes the outcome of the operation it started."""
-    AuditEvent.objects.filter(operation_id=operation_id, outcome=AuditEvent.Outcome.ACCEPTED).update(
+def audit_close_for_operation(*, operation_ids: Sequence[int], outcome: str, message: str) -> None:
+    """Accepted requests' events take the outcome of the operations they started (one outcome for all)."""
+    AuditEvent.objects.filter(operation_id__in=operation_ids, outcome=AuditEvent.Outcome.ACCEPTED).update(
         outcome=outcome, message=message[:2000]
     )

@@ -41,6 +41,9 @@ class Operation(models.Model):
     finished = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField()
 
+    # Not a column: the target's row, when a worker read it together with the rest of its batch.
+    target_row: object = None
+
     class Meta:
         ordering = ["-created", "-id"]
         indexes = [models.Index(fields=["target_type", "target_id"])]

@@ -1,10 +1,12 @@
 """The kinds of operation a worker knows how to run, registered by the apps that own them."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 Handler = Callable[..., dict[str, Any] | None]
+# Reads what a batch's handlers need in one query and leaves it on each operation (`Operation.target_row`).
+Preload = Callable[[Sequence[Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,16 +17,29 @@ class OperationKind:
     deadline_seconds: int
     # Transient failures (host unreachable) are retried with backoff only where waiting can help.
     retry_transient: bool
+    # The most operations of this kind a bulk request hands one worker task (1: a task each). Only kinds
+    # whose call returns at once batch: the task runs its operations one after another.
+    batch: int = 1
+    preload: Preload | None = None
 
 
 _KINDS: dict[str, OperationKind] = {}
 
 
 def operation_kind(
-    name: str, *, label: str, deadline_seconds: int = 900, retry_transient: bool = True
+    name: str,
+    *,
+    label: str,
+    deadline_seconds: int = 900,
+    retry_transient: bool = True,
+    batch: int = 1,
+    preload: Preload | None = None,
 ) -> Callable[[Handler], Handler]:
+    if batch > 1 and retry_transient:
+        raise ValueError(f"{name}: a batch runs its operations in turn, so one of them can't wait for a retry")
+
     def register(handler: Handler) -> Handler:
-        _KINDS[name] = OperationKind(name, label, handler, deadline_seconds, retry_transient)
+        _KINDS[name] = OperationKind(name, label, handler, deadline_seconds, retry_transient, batch, preload)
         return handler
 
     return register

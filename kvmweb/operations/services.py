@@ -161,58 +161,85 @@ def _enqueue(op_id: int, kind: str, queue: str) -> None:
 
 
 def _send(messages: list[tuple[int, str, str]]) -> None:
-    from kvmweb.operations.tasks import run_operation
-
-    if len(messages) <= 1:
-        for message in messages:
-            run_operation.apply_async(**_task_options(*message))
+    tasks = _task_messages(messages)
+    if len(tasks) <= 1:
+        for task, options in tasks:
+            task.apply_async(**options)
         return
-    with run_operation.app.producer_or_acquire() as producer, producer.batch():
-        for message in messages:
-            run_operation.apply_async(producer=producer, **_task_options(*message))
+    app = tasks[0][0].app
+    with app.producer_or_acquire() as producer, producer.batch():
+        for task, options in tasks:
+            task.apply_async(producer=producer, **options)
 
 
-def _task_options(op_id: int, kind: str, queue: str) -> dict[str, Any]:
+def _task_messages(messages: list[tuple[int, str, str]]) -> list[tuple[Any, dict[str, Any]]]:
+    """A task each, except that operations of a batching kind on one queue share tasks of up to its batch."""
+    from kvmweb.operations.tasks import run_operation, run_operations
+
+    batches: dict[tuple[str, str], list[int]] = {}
+    for op_id, kind, queue in messages:
+        batches.setdefault((kind, queue), []).append(op_id)
+    tasks = []
+    for (kind, queue), ids in batches.items():
+        for chunk in _even_chunks(ids, get_kind(kind).batch):
+            if len(chunk) == 1:
+                tasks.append((run_operation, _task_options([chunk[0], kind], kind, queue)))
+            else:
+                tasks.append((run_operations, _task_options([chunk, kind], kind, queue)))
+    return tasks
+
+
+def _even_chunks(ids: list[int], most: int) -> list[list[int]]:
+    # Ten operations at most eight a task are two tasks of five, which two workers finish together.
+    parts = -(-len(ids) // most)
+    return [ids[n * len(ids) // parts : (n + 1) * len(ids) // parts] for n in range(parts)]
+
+
+def _task_options(args: list[Any], kind: str, queue: str) -> dict[str, Any]:
     # Celery's own limits follow the kind's deadline, so a six-hour copy is not cut at the hour the
     # worker's defaults allow; the hard limit leaves the soft one a minute to record the failure.
+    # A batch shares one deadline too: its operations are claimed together.
     limit = get_kind(kind).deadline_seconds
-    return {"args": [op_id, kind], "queue": queue, "soft_time_limit": limit, "time_limit": limit + 60}
+    return {"args": args, "queue": queue, "soft_time_limit": limit, "time_limit": limit + 60}
 
 
 def operation_claim(op_id: int, kind: str) -> Operation | None:
-    """Take a pending operation for this worker; None when another worker or the reaper got it.
+    """Take a pending operation for this worker; None when another worker or the reaper got it."""
+    claimed = operations_claim([op_id], kind)
+    return claimed[0] if claimed else None
 
-    One conditional UPDATE claims the row, sets its deadline from its kind (which the task message
-    carries, so nothing is read first) and returns it: a claim is one statement and one commit.
-    A pending row changes only by being claimed or reaped, so the row returned is the row claimed.
+
+def operations_claim(op_ids: Sequence[int], kind: str) -> list[Operation]:
+    """Take those of these pending operations no other worker or the reaper got, in the order given.
+
+    One conditional UPDATE claims the rows, sets their deadline from their kind (which the task message
+    carries, so nothing is read first) and returns them: a claim is one statement and one commit.
+    A pending row changes only by being claimed or reaped, so the rows returned are the rows claimed.
     """
     now = timezone.now()
     deadline = now + timedelta(seconds=get_kind(kind).deadline_seconds)
     ops = connection.ops
-    claimed = list(
-        Operation.objects.raw(
-            _CLAIM_SQL.format(table=ops.quote_name(Operation._meta.db_table)),
-            [
-                Operation.Status.RUNNING,
-                ops.adapt_datetimefield_value(now),
-                ops.adapt_datetimefield_value(deadline),
-                op_id,
-                kind,
-                Operation.Status.PENDING,
-            ],
-        )
-    )
-    if not claimed:
-        return None
-    # Held back: an action that ends within PUSH_INTERVAL (most do) pushes its outcome, not "running" first.
-    operation_publish(claimed[0], hold=PUSH_INTERVAL)
-    return claimed[0]
+    sql = _CLAIM_SQL.format(table=ops.quote_name(Operation._meta.db_table), ids=", ".join(["%s"] * len(op_ids)))
+    params = [
+        Operation.Status.RUNNING,
+        ops.adapt_datetimefield_value(now),
+        ops.adapt_datetimefield_value(deadline),
+        *op_ids,
+        kind,
+        Operation.Status.PENDING,
+    ]
+    order = {op_id: n for n, op_id in enumerate(op_ids)}
+    claimed = sorted(Operation.objects.raw(sql, params), key=lambda op: order[op.pk])
+    for op in claimed:
+        # Held back: an action that ends within PUSH_INTERVAL (most do) pushes its outcome, not "running" first.
+        operation_publish(op, hold=PUSH_INTERVAL)
+    return claimed
 
 
-# PostgreSQL and SQLite (3.35+) both return the updated row.
+# PostgreSQL and SQLite (3.35+) both return the updated rows.
 _CLAIM_SQL = (
     "UPDATE {table} SET status = %s, started = %s, deadline = %s, attempts = attempts + 1"
-    " WHERE id = %s AND kind = %s AND status = %s RETURNING *"
+    " WHERE id IN ({ids}) AND kind = %s AND status = %s RETURNING *"
 )
 
 
@@ -246,6 +273,16 @@ class Progress:
         operation_publish(op)
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a claimed operation ended, before it is recorded."""
+
+    status: str
+    error: str = ""
+    error_detail: str = ""
+    result: dict[str, Any] | None = None
+
+
 def operation_finish(
     op: Operation,
     *,
@@ -255,32 +292,84 @@ def operation_finish(
     result: dict[str, Any] | None = None,
 ) -> bool:
     """Record the outcome; False when the reaper already ended it."""
-    op.status = status
+    return bool(operations_finish([(op, Outcome(status, error, error_detail, result))]))
+
+
+def operations_finish(ends: Sequence[tuple[Operation, Outcome]]) -> list[Operation]:
+    """Record outcomes in one transaction, and push them; returns those recorded (the reaper ends the others).
+
+    A batch's audit events close with one UPDATE per distinct outcome, most often one in all.
+    """
+    for op, outcome in ends:
+        _take_outcome(op, outcome)
+    with transaction.atomic():
+        recorded = _write_outcomes([op for op, _ in ends])
+        closing: dict[tuple[str, str], list[int]] = {}
+        for op in recorded:
+            closing.setdefault((_audit_outcome(op.status), op.error), []).append(op.pk)
+        for (audit_outcome, message), op_ids in closing.items():
+            audit_close_for_operation(operation_ids=op_ids, outcome=audit_outcome, message=message)
+        for op in recorded:
+            operation_publish(op)
+    return recorded
+
+
+def _take_outcome(op: Operation, outcome: Outcome) -> None:
+    op.status = outcome.status
     op.finished = timezone.now()
-    op.error = error
-    op.error_detail = error_detail
-    op.result = result or {}
-    if status == Operation.Status.SUCCEEDED:
+    op.error = outcome.error
+    op.error_detail = outcome.error_detail
+    op.result = outcome.result or {}
+    if outcome.status == Operation.Status.SUCCEEDED:
         op.progress = 100
-    closing = error or ("Done" if status == Operation.Status.SUCCEEDED else status)
+    closing = outcome.error or ("Done" if outcome.status == Operation.Status.SUCCEEDED else outcome.status)
     op.message = closing[:255]
     op.log = [*op.log, {"at": op.finished.isoformat(), "message": closing}][-LOG_LIMIT:]
-    with transaction.atomic():
-        updated = Operation.objects.filter(pk=op.pk, status=Operation.Status.RUNNING).update(
-            status=status,
+
+
+def _write_outcomes(ops: list[Operation]) -> list[Operation]:
+    """Write outcomes to the rows still running; returns the operations written."""
+    if len(ops) > 1 and connection.vendor == "postgresql":
+        # One statement for a batch: an UPDATE each costs the worker half a millisecond of Python.
+        table = connection.ops.quote_name(Operation._meta.db_table)
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(ops))
+        params = [value for op in ops for value in _outcome_values(op)]
+        with connection.cursor() as cursor:
+            cursor.execute(_OUTCOMES_SQL.format(table=table, rows=rows), [*params, Operation.Status.RUNNING])
+            written = {row[0] for row in cursor.fetchall()}
+        return [op for op in ops if op.pk in written]
+    return [op for op in ops if _write_outcome(op)]
+
+
+_OUTCOME_FIELDS = ("status", "finished", "error", "error_detail", "result", "progress", "message", "log")
+_OUTCOMES_SQL = (
+    "UPDATE {table} AS o SET status = v.status, finished = v.finished::timestamptz, error = v.error,"
+    " error_detail = v.error_detail, result = v.result::jsonb, progress = v.progress::smallint,"
+    " message = v.message, log = v.log::jsonb"
+    " FROM (VALUES {rows}) AS v(id, status, finished, error, error_detail, result, progress, message, log)"
+    " WHERE o.id = v.id AND o.status = %s RETURNING o.id"
+)
+
+
+def _outcome_values(op: Operation) -> list[Any]:
+    meta = Operation._meta
+    values = [meta.get_field(name).get_db_prep_save(getattr(op, name), connection) for name in _OUTCOME_FIELDS]
+    return [op.pk, *values]
+
+
+def _write_outcome(op: Operation) -> bool:
+    return bool(
+        Operation.objects.filter(pk=op.pk, status=Operation.Status.RUNNING).update(
+            status=op.status,
             finished=op.finished,
-            error=error,
-            error_detail=error_detail,
+            error=op.error,
+            error_detail=op.error_detail,
             result=op.result,
             progress=op.progress,
             message=op.message,
             log=op.log,
         )
-        if not updated:
-            return False
-        audit_close_for_operation(operation_id=op.pk, outcome=_audit_outcome(status), message=error)
-        operation_publish(op)
-    return True
+    )
 
 
 def operation_requeue(op: Operation, *, message: str) -> None:
@@ -329,7 +418,7 @@ def _reap_one(op: Operation, reason: str) -> int:
         if not updated:
             return 0
         op.status, op.finished, op.error = Operation.Status.FAILED, now, reason
-        audit_close_for_operation(operation_id=op.pk, outcome=AuditEvent.Outcome.FAILED, message=reason)
+        audit_close_for_operation(operation_ids=[op.pk], outcome=AuditEvent.Outcome.FAILED, message=reason)
         operation_publish(op)
     log.warning("reaped operation %s: %s", op.pk, reason)
     return 1

@@ -15,7 +15,7 @@ from kvmweb.errors import Conflict, Invalid
 from kvmweb.operations import services
 from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
-from kvmweb.operations.runner import RetryLater, run_claimed
+from kvmweb.operations.runner import RetryLater, run_claimed, run_claimed_batch
 from kvmweb.targets import Target
 
 TARGET = Target("host", "1", "lab")
@@ -301,3 +301,127 @@ def test_a_batch_of_task_messages_lands_in_the_brokers_queue(settings):  # type:
         ("[2, 'test.step']", [120, 60]),
         ("[3, 'test.chatty']", [120, 60]),
     ]
+
+
+# --- batches ---------------------------------------------------------------------------------------------------------
+
+PRELOADS: list[list[str]] = []
+
+
+def _preload_quick(ops):  # type: ignore[no-untyped-def]
+    PRELOADS.append([op.target_id for op in ops])
+    for op in ops:
+        op.target_row = f"row of {op.target_id}"
+
+
+@operation_kind(
+    "test.quick", label="Test quick", deadline_seconds=30, retry_transient=False, batch=4, preload=_preload_quick
+)
+def _quick(op, progress):  # type: ignore[no-untyped-def]
+    outcome = BEHAVIOUR.get(op.target_id)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return {"row": op.target_row}
+
+
+def quick_batch(actor: Actor, count: int) -> list[Operation]:
+    PRELOADS.clear()
+    started = services.operations_start(kind="test.quick", requests=requests(count), actor=actor)
+    return services.operations_claim([op.pk for op in started], "test.quick")  # type: ignore[union-attr]
+
+
+def test_a_batching_kind_refuses_transient_retries():  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="batch"):
+        operation_kind("test.bad-batch", label="Bad", batch=2)
+
+
+def test_a_batching_kinds_operations_share_tasks_split_evenly_per_queue(monkeypatch):  # type: ignore[no-untyped-def]
+    from kvmweb.operations import tasks
+
+    messages = [(n, "test.quick", "host.a") for n in range(1, 11)]
+    messages += [(11, "test.quick", "host.b"), (12, "test.step", "host.a"), (13, "test.step", "host.a")]
+    sent = [(task.name, options["args"], options["queue"]) for task, options in services._task_messages(messages)]
+    assert sent == [
+        (tasks.run_operations.name, [[1, 2, 3], "test.quick"], "host.a"),
+        (tasks.run_operations.name, [[4, 5, 6], "test.quick"], "host.a"),
+        (tasks.run_operations.name, [[7, 8, 9, 10], "test.quick"], "host.a"),
+        (tasks.run_operation.name, [11, "test.quick"], "host.b"),  # alone on its queue: the one-operation task
+        (tasks.run_operation.name, [12, "test.step"], "host.a"),
+        (tasks.run_operation.name, [13, "test.step"], "host.a"),
+    ]
+
+
+def test_a_batch_is_claimed_in_one_update_in_the_order_sent_skipping_what_is_gone(
+    actor, queued, django_assert_num_queries
+):  # type: ignore[no-untyped-def]
+    started = services.operations_start(kind="test.quick", requests=requests(3), actor=actor)
+    ids = [op.pk for op in reversed(started)]  # type: ignore[union-attr]
+    Operation.objects.filter(pk=ids[1]).update(status="failed")  # reaped before a worker got to it
+    with django_assert_num_queries(1):
+        claimed = services.operations_claim(ids, "test.quick")
+    assert [op.pk for op in claimed] == [ids[0], ids[2]]
+    assert {op.status for op in claimed} == {"running"} and claimed[0].started == claimed[1].started
+
+
+def test_a_batch_reads_its_targets_once_and_records_its_outcomes_in_one_transaction(
+    actor, queued, pushed, django_assert_num_queries
+):  # type: ignore[no-untyped-def]
+    ops = quick_batch(actor, 3)
+    pushed.clear()
+    # savepoint, the 3 outcomes in one UPDATE, their audit events in another, release
+    with django_assert_num_queries(4):
+        run_claimed_batch(ops)
+    assert PRELOADS == [["many-0", "many-1", "many-2"]]
+    stored = Operation.objects.filter(pk__in=[op.pk for op in ops]).order_by("pk")
+    assert [(op.status, op.result) for op in stored] == [("succeeded", {"row": f"row of many-{n}"}) for n in range(3)]
+    assert AuditEvent.objects.filter(operation__in=ops, outcome="succeeded").count() == 3
+    assert pushed == [("succeeded", 100, "Done")] * 3
+
+
+def test_one_failure_in_a_batch_fails_only_its_operation(actor, queued):  # type: ignore[no-untyped-def]
+    ops = quick_batch(actor, 3)
+    BEHAVIOUR["many-1"] = Invalid("vm1 is no longer on its host.")
+    run_claimed_batch(ops)
+    stored = dict(Operation.objects.filter(pk__in=[op.pk for op in ops]).values_list("target_id", "status"))
+    assert stored == {"many-0": "succeeded", "many-1": "failed", "many-2": "succeeded"}
+    failed = AuditEvent.objects.get(operation=ops[1])
+    assert (failed.outcome, failed.message) == ("failed", "vm1 is no longer on its host.")
+    assert AuditEvent.objects.filter(operation__in=[ops[0], ops[2]], outcome="succeeded").count() == 2
+
+
+def test_a_batch_out_of_time_fails_the_operations_it_did_not_reach(actor, queued):  # type: ignore[no-untyped-def]
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    ops = quick_batch(actor, 3)
+    BEHAVIOUR["many-1"] = SoftTimeLimitExceeded()
+    BEHAVIOUR["many-2"] = AssertionError("the batch ran on after its time was up")
+    run_claimed_batch(ops)
+    stored = list(Operation.objects.filter(pk__in=[op.pk for op in ops]).order_by("pk").values_list("status", "error"))
+    assert stored[0] == ("succeeded", "")
+    assert stored[1:] == [("failed", "The operation took longer than its time limit.")] * 2
+
+
+def test_outcomes_a_batch_holds_are_recorded_once_push_interval_passed(actor, queued, pushed, monkeypatch):  # type: ignore[no-untyped-def]
+    from kvmweb.operations import runner
+
+    ops = quick_batch(actor, 3)
+    # The first ends at 10.0 s, the second at 10.3 s: both are recorded then; the third at the end.
+    clock = iter([10.0, 10.0, 10.3, 10.4, 10.4])
+    monkeypatch.setattr(runner, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    recorded: list[list[int]] = []
+    finish = runner.operations_finish
+    monkeypatch.setattr(
+        runner, "operations_finish", lambda ends: recorded.append([op.pk for op, _ in ends]) or finish(ends)
+    )
+    run_claimed_batch(ops)
+    assert recorded == [[ops[0].pk, ops[1].pk], [ops[2].pk]]
+
+
+def test_a_reaped_operation_in_a_batch_keeps_the_reapers_outcome(actor, queued, pushed):  # type: ignore[no-untyped-def]
+    ops = quick_batch(actor, 2)
+    Operation.objects.filter(pk=ops[0].pk).update(status="failed", error="reaped")
+    pushed.clear()
+    recorded = services.operations_finish([(op, services.Outcome("succeeded")) for op in ops])
+    assert recorded == [ops[1]]
+    assert Operation.objects.get(pk=ops[0].pk).error == "reaped"
+    assert pushed == [("succeeded", 100, "Done")]

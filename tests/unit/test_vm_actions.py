@@ -391,6 +391,30 @@ def test_bulk_runs_one_operation_per_vm(queued, domain, ada, django_capture_on_c
     assert [state(vm) for vm in vms] == ["running"] * 3
 
 
+def test_a_bulk_start_is_one_task_that_reads_its_vms_once(queued, domain, ada):  # type: ignore[no-untyped-def]
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from kvmweb.operations import services as operation_services
+
+    vms = [domain(running=False) for _ in range(3)]
+    gone = domain(running=False)
+    result = vm_bulk_action(actor=actor_of(ada), vms=[*vms, gone], action="start", params={})
+    VirtualMachine.objects.filter(pk=gone.pk).update(state="gone")
+    messages = [(op.pk, op.kind, op.queue) for op in result.operations]
+    [(task, options)] = operation_services._task_messages(messages)
+    assert options["args"] == [[op.pk for op in result.operations], "vm.start"]
+    with CaptureQueriesContext(connection) as queries:
+        task.run(*options["args"])
+    table = VirtualMachine._meta.db_table
+    vm_reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and table in q["sql"]]
+    assert len(vm_reads) == 1
+    ended = {op.target_id: op for op in Operation.objects.filter(pk__in=[op.pk for op in result.operations])}
+    assert [ended[str(vm.uuid)].status for vm in vms] == ["succeeded"] * 3
+    assert ended[str(gone.uuid)].error == f"{gone.name} is no longer on its host."
+    assert [state(vm) for vm in vms] == ["running"] * 3
+
+
 # --- API -----------------------------------------------------------------------------------------------------------
 
 
