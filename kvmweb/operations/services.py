@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from kvmweb.actors import Actor
@@ -94,8 +95,10 @@ def operations_start(
             return [_refuse_busy(kind, requests[0].target, actor, audited)]
         return [operations_start(kind=kind, requests=[one], actor=actor, audited=audited)[0] for one in requests]
     for op in ops:
-        operation_publish(op)
         transaction.on_commit(partial(_enqueue, op.pk, kind, op.queue))
+        # Once committed: a request that rolls back tells no browser of an operation that never was. Never held:
+        # a worker's pushes come from another process, so a held "pending" would arrive after the outcome.
+        transaction.on_commit(partial(operation_publish, op))
     return list(ops)
 
 
@@ -352,8 +355,10 @@ _OUTCOMES_SQL = (
 
 
 def _outcome_values(op: Operation) -> list[Any]:
-    meta = Operation._meta
-    values = [meta.get_field(name).get_db_prep_save(getattr(op, name), connection) for name in _OUTCOME_FIELDS]
+    fields = [Operation._meta.get_field(name) for name in _OUTCOME_FIELDS]
+    values = [
+        field.get_db_prep_save(getattr(op, field.name), connection) for field in fields if isinstance(field, Field)
+    ]
     return [op.pk, *values]
 
 

@@ -99,6 +99,9 @@ function knownStatus(id) {
 
 export function applyOperation(op) {
   const before = knownStatus(op.id);
+  // An outcome is final. The request's "pending" and the worker's outcome are pushed by different processes,
+  // so the first can arrive second: drop it rather than put a finished operation back among the active.
+  if (isFinalStatus(before) && !isFinalStatus(op.status)) return;
   seenStatus.set(op.id, op.status);
   placeOperation(op);
   for (const root of $$(`[data-operation-id="${CSS.escape(String(op.id))}"]`)) updateOperation(root, op);

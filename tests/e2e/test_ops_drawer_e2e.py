@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from hosts.messages import watcher_notify
 from hosts.models import Host
 from kvmweb.operations.models import Operation
-from kvmweb.operations.services import operation_finish
+from kvmweb.operations.services import operation_finish, operation_publish
 from kvmweb.realtime.publish import publish_flush
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_hosts_e2e import log_in
@@ -106,5 +106,13 @@ def test_a_timed_out_shutdown_offers_force_off_in_the_open_drawer(  # type: igno
         "data-status", "succeeded", timeout=30_000
     )
     expect(form).to_have_count(0)
+    # A push older than the outcome (the request's "pending", sent by another process) arrives late: it is dropped.
+    stale = Operation.objects.get(pk=refused.pk)
+    stale.status, stale.finished = Operation.Status.PENDING, None
+    operation_publish(stale)
+    marker = failed_shutdown(vm, ada, error="Pushed after the stale one.", result={})
+    expect(page.locator(f'#ops-recent [data-operation-id="{marker.pk}"]')).to_have_count(1)
+    expect(page.locator(f'#ops-active [data-operation-id="{refused.pk}"]')).to_have_count(0)
+    expect(page.locator(f'#ops-recent [data-operation-id="{refused.pk}"]')).to_have_attribute("data-status", "failed")
     assert page.evaluate("window.__noReload") is True
     page.close()

@@ -425,3 +425,14 @@ def test_a_reaped_operation_in_a_batch_keeps_the_reapers_outcome(actor, queued, 
     assert recorded == [ops[1]]
     assert Operation.objects.get(pk=ops[0].pk).error == "reaped"
     assert pushed == [("succeeded", 100, "Done")]
+
+
+def test_a_new_operation_is_pushed_once_committed(actor, queued, monkeypatch, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+    pushes: list[tuple[str, float]] = []
+    monkeypatch.setattr(services, "operation_publish", lambda op, hold=0.0: pushes.append((op.status, hold)))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        start(actor)
+    assert pushes == []  # a request that rolls back tells no browser about an operation that never was
+    for callback in callbacks:
+        callback()
+    assert pushes == [("pending", 0.0)]

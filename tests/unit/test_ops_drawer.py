@@ -50,12 +50,14 @@ def refused(queued, domain, alice, django_capture_on_commit_callbacks) -> Operat
 
 
 def _finished_message(pushed: list[tuple[list[str], dict[str, Any]]], op: Operation) -> tuple[list[str], Any]:
-    [(groups, message)] = [
+    # The fixtures commit only after the worker ran, so the request's own push (sent on commit) comes last.
+    finished = [
         (g, p)
         for g, p in pushed
         if p["type"] == "operation" and p["operation"]["id"] == op.pk and p["operation"]["finished"]
     ]
-    return groups, message
+    assert finished
+    return finished[0]
 
 
 def test_a_timed_out_shutdown_message_suggests_force_off_to_those_who_see_the_operation(pushed, timed_out, alice):  # type: ignore[no-untyped-def]
