@@ -43,7 +43,9 @@ def vm_for_operation(op: Operation) -> tuple[VirtualMachine, Host]:
 
 def vms_preload(ops: Sequence[Operation]) -> None:
     """A batch's VMs and hosts in one query, for `vm_for_operation`."""
-    rows = VirtualMachine.objects.select_related("host").filter(uuid__in=[op.target_id for op in ops]).order_by()
+    # The host's facts go unread: a power action needs its connection, and they'd be decoded once per VM.
+    rows = VirtualMachine.objects.select_related("host").defer("host__capabilities", "host__interfaces")
+    rows = rows.filter(uuid__in=[op.target_id for op in ops]).order_by()
     by_uuid = {str(vm.uuid): vm for vm in rows}
     for op in ops:
         op.target_row = by_uuid.get(op.target_id)

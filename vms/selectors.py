@@ -86,12 +86,16 @@ def vm_state_counts(user: AbstractBaseUser | AnonymousUser) -> dict[str, int]:
     return counts
 
 
+BULK_UNREAD = ("xml", "xml_inactive", "host__capabilities", "host__interfaces")
+
+
 def vms_get_many(user: AbstractBaseUser | AnonymousUser, uuids: list[UUID]) -> tuple[list[VirtualMachine], list[UUID]]:
     """The VMs among `uuids` that `user` may see, in the order asked, and the other UUIDs (unknown or hidden).
 
-    For bulk actions, which never read a domain's XML: the two copies are the bulk of a row, left unread.
+    For bulk actions, which never read a domain's XML or its host's facts: the two XML copies are the bulk of
+    a row, and the host's facts would be decoded again for every VM on it, so they are left unread.
     """
-    rows = access.visible_vms(user).select_related("host", "owner").defer("xml", "xml_inactive").order_by()
+    rows = access.visible_vms(user).select_related("host", "owner").defer(*BULK_UNREAD).order_by()
     found = {vm.uuid: vm for vm in rows.filter(uuid__in=uuids)}
     ordered = list(dict.fromkeys(uuids))
     return [found[uuid] for uuid in ordered if uuid in found], [uuid for uuid in ordered if uuid not in found]

@@ -409,6 +409,8 @@ def test_a_bulk_start_is_one_task_that_reads_its_vms_once(queued, domain, ada): 
     table = VirtualMachine._meta.db_table
     vm_reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and table in q["sql"]]
     assert len(vm_reads) == 1
+    host_reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and table not in q["sql"]]
+    assert not [sql for sql in host_reads if "hosts_host" in sql]  # nothing it left unread was needed after all
     ended = {op.target_id: op for op in Operation.objects.filter(pk__in=[op.pk for op in result.operations])}
     assert [ended[str(vm.uuid)].status for vm in vms] == ["succeeded"] * 3
     assert ended[str(gone.uuid)].error == f"{gone.name} is no longer on its host."
