@@ -27,6 +27,7 @@ Issue 5's target: >= 200 ops/s and p50 <= 15 ms with 2 workers. The hosts, VMs a
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -35,6 +36,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,8 +154,9 @@ class Ends:
     """The operations whose end the bench has heard of, pushed to `group` as browsers get them.
 
     The requester's group, not the admins': it hears operations only, not every VM's state as well.
-
-    Hearing it beats asking PostgreSQL every few milliseconds, which took CPU from what is measured.
+    Hearing it beats asking PostgreSQL every few milliseconds, which took CPU from what is measured. The
+    listener is a process of its own, as browsers' sockets are served by daphne, not by the API: decoding
+    every push in the API's process would hold its interpreter lock while requests wait.
     """
 
     def __init__(self, group: str) -> None:
@@ -161,23 +164,22 @@ class Ends:
         self.ended: set[int] = set()
         self.in_flight: set[int] = set()
         self.changed = threading.Condition()
-        self.ready = threading.Event()
-        threading.Thread(target=lambda: asyncio.run(self._listen()), name="bench-ends", daemon=True).start()
-        if not self.ready.wait(10):
+        receiving, sending = multiprocessing.Pipe(duplex=False)
+        self.listener = multiprocessing.get_context("spawn").Process(
+            target=listen_for_ends, args=(group, sending), name="bench-ends", daemon=True
+        )
+        self.listener.start()
+        if not receiving.poll(60) or receiving.recv() != "ready":
             sys.exit(f"could not join the group {group}")
+        threading.Thread(target=self._collect, args=(receiving,), name="bench-ends", daemon=True).start()
 
-    async def _listen(self) -> None:
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(self.group, channel)
-        self.ready.set()
+    def _collect(self, receiving: Connection) -> None:
         while True:
-            message = (await layer.receive(channel))["message"]
-            if message.get("type") == "operation" and message["operation"]["status"] not in Operation.ACTIVE:
-                with self.changed:
-                    self.ended.add(message["operation"]["id"])
-                    self.in_flight.discard(message["operation"]["id"])
-                    self.changed.notify_all()
+            ended = receiving.recv()
+            with self.changed:
+                self.ended.update(ended)
+                self.in_flight.difference_update(ended)
+                self.changed.notify_all()
 
     def wait(self, ids: list[int]) -> None:
         with self.changed:
@@ -195,6 +197,22 @@ class Ends:
         """Until `needed` more operations keep at most `window` queued or running."""
         with self.changed:
             self.changed.wait_for(lambda: len(self.in_flight) + needed <= window, 120)
+
+
+def listen_for_ends(group: str, sending: Connection) -> None:
+    """In the listener process: send the ids of operations that ended, a list per push received."""
+
+    async def listen() -> None:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        sending.send("ready")
+        while True:
+            message = (await layer.receive(channel))["message"]
+            if message.get("type") == "operation" and message["operation"]["status"] not in Operation.ACTIVE:
+                sending.send([message["operation"]["id"]])
+
+    asyncio.run(listen())
 
 
 def chunks(uuids: list[str], size: int) -> list[list[str]]:
