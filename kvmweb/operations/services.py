@@ -219,6 +219,8 @@ def operations_claim(op_ids: Sequence[int], kind: str) -> list[Operation]:
     carries, so nothing is read first) and returns them: a claim is one statement and one commit.
     A pending row changes only by being claimed or reaped, so the rows returned are the rows claimed.
     """
+    if not op_ids:
+        return []
     now = timezone.now()
     deadline = now + timedelta(seconds=get_kind(kind).deadline_seconds)
     ops = connection.ops
