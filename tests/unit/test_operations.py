@@ -438,6 +438,6 @@ def test_a_new_operation_is_pushed_once_committed(actor, queued, monkeypatch, dj
     assert pushes == [("pending", 0.0)]
 
 
-def test_claiming_nothing_asks_nothing(django_assert_num_queries):  # type: ignore[no-untyped-def]
+def test_claiming_nothing_asks_nothing(db, django_assert_num_queries):  # type: ignore[no-untyped-def]
     with django_assert_num_queries(0):
         assert services.operations_claim([], "test.quick") == []
