@@ -43,3 +43,19 @@ def test_a_bulk_request_costs_the_same_few_queries_per_vm_whoever_asks(
         response = client.post("/api/v1/vms/actions/start/", {"vms": [str(vm.uuid) for vm in vms]}, format="json")
     assert response.status_code == 202 and len(response.json()["operations"]) == 20
     assert {op["requested_by"] for op in response.json()["operations"]} == {"ada"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_request_commits_its_operations_without_a_savepoint(monkeypatch):  # type: ignore[no-untyped-def]
+    """Savepoints are round trips made while the operations wait for their commit."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(operation_services, "_enqueue", lambda op_id, kind, queue: None)
+    ada = make_user("ada", admin=True)
+    host = make_host("lab")
+    vms = [make_vm(host, f"vm{i}", state="shutoff") for i in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        result = vm_bulk_action(actor=Actor(user=ada, ip=None), vms=vms, action="start")
+    assert len(result.operations) == 3
+    assert not [q["sql"] for q in queries if "SAVEPOINT" in q["sql"]]
