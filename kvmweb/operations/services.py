@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from kvmweb.actors import Actor
 from kvmweb.audit.models import AuditEvent
-from kvmweb.audit.services import audit_close_for_operation, audit_event, audit_record
+from kvmweb.audit.services import audit_accept_operations, audit_close_for_operation, audit_record
 from kvmweb.errors import Conflict
 from kvmweb.operations.messages import operation_groups, operation_payload
 from kvmweb.operations.models import Operation
@@ -84,12 +84,7 @@ def operations_start(
         with transaction.atomic():
             Operation.objects.bulk_create(ops)
             if audited:
-                accepted = AuditEvent.Outcome.ACCEPTED
-                events = [
-                    audit_event(actor=actor, action=kind, target=op.target, outcome=accepted, operation_id=op.pk)
-                    for op in ops
-                ]
-                AuditEvent.objects.bulk_create(events)
+                audit_accept_operations(actor=actor, action=kind, operation_ids=[op.pk for op in ops])
     except IntegrityError:
         if len(requests) == 1:
             return [_refuse_busy(kind, requests[0].target, actor, audited)]

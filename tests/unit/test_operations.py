@@ -262,6 +262,13 @@ def test_many_operations_and_their_audit_events_are_one_insert_each(actor, queue
     assert [op.params for op in started] == [{"n": n} for n in range(20)]  # type: ignore[union-attr]
     accepted = AuditEvent.objects.filter(outcome="accepted", action="test.step")
     assert sorted(accepted.values_list("operation_id", flat=True)) == sorted(op.pk for op in started)  # type: ignore[union-attr]
+    # Copied from the operations' rows in SQL: each event names its own target, and who asked from where.
+    fields = ("operation_id", "target_type", "target_id", "target_label", "actor_id", "actor_name", "ip", "message")
+    assert sorted(accepted.values_list(*fields)) == sorted(
+        (op.pk, "vm", f"many-{n}", f"vm{n}", actor.user.pk, "ada", "192.0.2.7", "")  # type: ignore[union-attr]
+        for n, op in enumerate(started)
+    )
+    assert all(created is not None for created in accepted.values_list("created", flat=True))
 
 
 def test_one_busy_target_refuses_only_itself(actor, queued):  # type: ignore[no-untyped-def]
