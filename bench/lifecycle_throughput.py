@@ -12,9 +12,9 @@ which is how per-host queues deploy anyway. Then:
   slice's batch lands at once, so that latency is mostly time spent in the queue behind it.
 - paced: requests of --batch VMs, each sent once it leaves at most --window operations queued or
   running, so the latency is the pipeline's, not a backlog's: the rate the stack keeps up with a
-  short wait. A request's VMs alternate between the hosts, so 10 VMs are a task of 5 on each (power
-  actions run in batches, see vms/handlers.py); a window of 16 sends the next request as the last
-  one's tasks end, 20 while they still run.
+  short wait. A request's VMs alternate between the hosts, so 16 VMs are a task of 8 on each (power
+  actions run in batches, see vms/handlers.py); a window of 28 sends the next request once the one
+  before has 12 operations left.
 - one at a time: --single operations, each a single-VM request (`POST /api/v1/vms/<uuid>/actions/...`)
   sent when the one before has ended. Its request -> task start is the pipeline's own latency, with
   no queue in front.
@@ -76,8 +76,8 @@ def main() -> None:
     parser.add_argument("--vms", type=int, default=100)
     parser.add_argument("--operations", type=int, default=1000)
     parser.add_argument("--groups", type=int, default=10, help="slices of the VMs whose bulk requests overlap")
-    parser.add_argument("--batch", type=int, default=10, help="VMs in each request when paced")
-    parser.add_argument("--window", type=int, default=16, help="most operations queued or running when paced")
+    parser.add_argument("--batch", type=int, default=16, help="VMs in each request when paced")
+    parser.add_argument("--window", type=int, default=28, help="most operations queued or running when paced")
     parser.add_argument("--single", type=int, default=200, help="operations sent one at a time")
     parser.add_argument("--workers", type=int, default=2, help="worker processes, one simulated host each")
     parser.add_argument("--threads", type=int, default=3, help="threads per worker process")
