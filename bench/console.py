@@ -50,7 +50,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from bench.measure import percentile, wait_for  # noqa: E402
+from bench.measure import ensure_database, percentile, wait_for  # noqa: E402
 from consoles import tokens  # noqa: E402
 from consoles.models import ConsoleSession  # noqa: E402
 from consoles.services import console_open  # noqa: E402
@@ -355,6 +355,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the bench-console guest afterwards")
     args = parser.parse_args()
 
+    ensure_database()
     call_command("migrate", verbosity=0)  # a fresh bench database is usable at once
     host_info, _ = start_lab()
     guest = ensure_guest(host_info, GUEST, start=True, wait=True, timeout=120)

@@ -57,22 +57,7 @@ import uuid as uuidlib  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
-
-def ensure_database() -> None:
-    """Create the PostgreSQL database DATABASE_URL names, if it does not exist yet."""
-    import environ
-    import psycopg
-
-    db = environ.Env.db_url_config(os.environ["DATABASE_URL"])
-    if db["ENGINE"] != "django.db.backends.postgresql":
-        return
-    params = {"host": db["HOST"] or "127.0.0.1", "port": db["PORT"] or 5432, "user": db["USER"]}
-    if db["PASSWORD"]:
-        params["password"] = db["PASSWORD"]
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db["NAME"],)).fetchone():
-            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
-
+from bench.measure import ensure_database  # noqa: E402
 
 ensure_database()
 

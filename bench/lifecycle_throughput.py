@@ -59,7 +59,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from bench.measure import percentile, start_worker  # noqa: E402
+from bench.measure import ensure_database, percentile, start_worker  # noqa: E402
 from hosts.inventory import host_reconcile  # noqa: E402
 from hosts.models import Host  # noqa: E402
 from kvmweb import virt  # noqa: E402
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=3, help="threads per worker process")
     args = parser.parse_args()
 
+    ensure_database()
     call_command("migrate", verbosity=0)  # a fresh bench database is usable at once
     admin, _ = get_user_model().objects.get_or_create(
         username=f"{PREFIX}admin", defaults={"is_staff": True, "is_superuser": True}

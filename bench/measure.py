@@ -1,12 +1,32 @@
 """What the benchmark scripts share: percentiles, bounded waits, and a Celery worker of their own."""
 
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import environ
+import psycopg
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def ensure_database() -> None:
+    """Create the PostgreSQL database DATABASE_URL names, if it does not exist yet."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return
+    db = environ.Env.db_url_config(url)
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        return
+    params = {"host": db["HOST"] or "127.0.0.1", "port": db["PORT"] or 5432, "user": db["USER"]}
+    if db["PASSWORD"]:
+        params["password"] = db["PASSWORD"]
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db["NAME"],)).fetchone():
+            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
 
 
 def percentile(values: list[float], q: float) -> float:

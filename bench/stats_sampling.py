@@ -1,7 +1,7 @@
 """One stats sampling round on a simulated host with N running domains: time and rows written.
 
 Creates a libvirt test-driver host (a node file with --domains running guests) in the configured
-database (DATABASE_URL, REDIS_URL; run `manage.py migrate` there first), runs --rounds rounds of
+database (DATABASE_URL, REDIS_URL; created and migrated if needed), runs --rounds rounds of
 stats.sample_host exactly as the worker does (host lookup, one getAllDomainStats, the host's CPU
 and memory, rates from Redis, one bulk insert, the watched ones published) and prints the time of
 a round, split into reading libvirt and recording, with nobody watching and with every object
@@ -36,8 +36,10 @@ django.setup()
 
 from datetime import UTC, datetime, timedelta  # noqa: E402
 
+from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench.measure import ensure_database  # noqa: E402
 from hosts.models import Host  # noqa: E402
 from stats import store  # noqa: E402
 from stats.models import StatSample  # noqa: E402
@@ -102,6 +104,8 @@ def main() -> None:
     parser.add_argument("--rollup-objects", type=int, default=10000)
     args = parser.parse_args()
 
+    ensure_database()
+    call_command("migrate", verbosity=0)
     guests = [Guest(name=f"bench-{i:04d}", uuid=str(uuid.uuid4())) for i in range(args.domains)]
     with tempfile.TemporaryDirectory() as tmp:
         uri = write_node(Path(tmp) / "node.xml", guests)
