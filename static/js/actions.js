@@ -381,8 +381,16 @@ function renderBatch() {
   const count = Math.max(1, c.queued + c.running + c.done + c.failed);
   const finished = c.done + c.failed === count;
   const pct = (n) => `${((100 * n) / count).toFixed(2)}%`;
-  const segment = (n, tone, what) =>
-    n ? h("div", { class: `progress-bar kv-bg-${tone}`, style: `width: ${pct(n)}`, title: `${n} ${what}` }) : null;
+  // The running part moves, so a batch whose only operations are running never reads as complete.
+  const segment = (n, tone, what, moving = false) =>
+    n
+      ? h("div", {
+          class: `progress-bar kv-bg-${tone}${moving ? " progress-bar-striped progress-bar-animated" : ""}`,
+          style: `width: ${pct(n)}`,
+          title: `${n} ${what}`,
+          "data-segment": what,
+        })
+      : null;
   const part = (n, word, tone) => h("span", { class: `kv-batch-count${n ? ` kv-fg-${tone}` : ""}` }, h("strong", {}, String(n)), ` ${word}`);
   const parts = [
     h(
@@ -415,7 +423,7 @@ function renderBatch() {
       },
       segment(c.done, "green", "done"),
       segment(c.failed, "red", "failed"),
-      segment(c.running, "blue", "running"),
+      segment(c.running, "blue", "running", true),
     ),
     batch.refused && !finished
       ? h("span", { class: "kv-hint" }, icon("info-circle"), `${batch.ids.size - total()} refused: see the message`)
