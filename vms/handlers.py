@@ -19,9 +19,10 @@ from kvmweb.errors import Invalid, KvmwebError
 from kvmweb.operations.models import Operation
 from kvmweb.operations.registry import operation_kind
 from kvmweb.operations.services import Progress
+from kvmweb.rows import rows_update
 from vms.messages import vms_publish
 from vms.models import VirtualMachine
-from vms.services import vm_apply_record
+from vms.services import observed_fields, vm_apply_record, vm_observe
 
 POLL_INTERVAL = 0.5
 # Eight starts on one task: a bulk start of a hundred VMs is still thirteen tasks for the workers to share.
@@ -66,12 +67,40 @@ def vm_refresh(host: Host, uuid: str, *, row: VirtualMachine | None = None) -> V
     return vm
 
 
-def _refresh_after(host: Host, vm: VirtualMachine) -> str:
+def _refresh_after(host: Host, vm: VirtualMachine, op: Operation) -> str:
     """Refresh after an action, which may itself have failed: that failure is the one to report.
-    Returns the VM's state as libvirt reports it now (as last known, when libvirt can't be read)."""
+    Returns the VM's state as libvirt reports it now (as last known, when libvirt can't be read).
+
+    In a batch (the row was preloaded) the change is held on the row for `vms_settle`."""
     with contextlib.suppress(virt.VirtError):  # the events process or the next reconcile corrects the row
-        vm_refresh(host, str(vm.uuid), row=vm)
+        if op.target_row is not vm or not _hold_refresh(host, vm):
+            vm_refresh(host, str(vm.uuid), row=vm)
     return str(vm.state)
+
+
+def _hold_refresh(host: Host, vm: VirtualMachine) -> bool:
+    """Observe the domain into the row in memory, unwritten; False when the row needs more than an update."""
+    if vm.host_id != host.pk:
+        return False
+    try:
+        record = virt.get_domain_record(host.virt_target(), str(vm.uuid))
+    except virt.NotFound:
+        return False
+    vm.held_fields = tuple(vm_observe(vm, observed_fields(host, record), timezone.now()))
+    return True
+
+
+def vms_settle(ops: Sequence[Operation]) -> None:
+    """Write the rows a batch's operations changed, a statement per set of columns, then publish them."""
+    held = [op.target_row for op in ops if isinstance(op.target_row, VirtualMachine) and op.target_row.held_fields]
+    by_fields: dict[tuple[str, ...], list[VirtualMachine]] = {}
+    for vm in held:
+        by_fields.setdefault(vm.held_fields, []).append(vm)
+        vm.held_fields = ()
+    for fields, rows in by_fields.items():
+        rows_update(rows, fields)
+    for host_id in {vm.host_id for vm in held}:
+        vms_publish([vm for vm in held if vm.host_id == host_id], host_id=host_id)
 
 
 def _simple(
@@ -83,7 +112,7 @@ def _simple(
         try:
             call(host.virt_target(), str(vm.uuid))
         finally:
-            state = _refresh_after(host, vm)
+            state = _refresh_after(host, vm, op)
         return {"state": state}
 
     return handler
@@ -141,7 +170,7 @@ def _reboot(op: Operation, progress: Progress) -> dict[str, Any]:
     try:
         virt.reboot_domain(host.virt_target(), str(vm.uuid), mode=mode)
     finally:
-        state = _refresh_after(host, vm)
+        state = _refresh_after(host, vm, op)
     return {"state": state, "mode": mode or "default"}
 
 
@@ -183,4 +212,5 @@ for _name, _label, _handler, _deadline, _batch in _KINDS:
         retry_transient=False,
         batch=_batch,
         preload=vms_preload,
+        settle=vms_settle,
     )(_handler)

@@ -64,6 +64,9 @@ class VirtualMachine(models.Model):
     state_changed = models.DateTimeField(null=True, blank=True)
     gone_since = models.DateTimeField(null=True, blank=True)
 
+    # Not a column: what a batched operation observed and changed in memory, for its batch to write together.
+    held_fields: tuple[str, ...] = ()
+
     class Meta:
         ordering = ["name", "id"]
         # A state change rewrites every index of the row (PostgreSQL can't update it in place when an indexed

@@ -7,6 +7,8 @@ from typing import Any
 Handler = Callable[..., dict[str, Any] | None]
 # Reads what a batch's handlers need in one query and leaves it on each operation (`Operation.target_row`).
 Preload = Callable[[Sequence[Any]], None]
+# Writes what a batch's handlers held back on those rows, just before the operations' outcomes are recorded.
+Settle = Callable[[Sequence[Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,7 @@ class OperationKind:
     # whose call returns at once batch: the task runs its operations one after another.
     batch: int = 1
     preload: Preload | None = None
+    settle: Settle | None = None
 
 
 _KINDS: dict[str, OperationKind] = {}
@@ -34,12 +37,13 @@ def operation_kind(
     retry_transient: bool = True,
     batch: int = 1,
     preload: Preload | None = None,
+    settle: Settle | None = None,
 ) -> Callable[[Handler], Handler]:
     if batch > 1 and retry_transient:
         raise ValueError(f"{name}: a batch runs its operations in turn, so one of them can't wait for a retry")
 
     def register(handler: Handler) -> Handler:
-        _KINDS[name] = OperationKind(name, label, handler, deadline_seconds, retry_transient, batch, preload)
+        _KINDS[name] = OperationKind(name, label, handler, deadline_seconds, retry_transient, batch, preload, settle)
         return handler
 
     return register

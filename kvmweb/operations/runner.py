@@ -9,7 +9,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from kvmweb import virt
 from kvmweb.errors import KvmwebError
 from kvmweb.operations.models import Operation
-from kvmweb.operations.registry import get_kind
+from kvmweb.operations.registry import OperationKind, get_kind
 from kvmweb.operations.services import (
     PUSH_INTERVAL,
     Outcome,
@@ -52,10 +52,19 @@ def run_claimed_batch(ops: Sequence[Operation]) -> None:
         ended.append((op, outcome))
         first_end = first_end or time.monotonic()
         if time.monotonic() - first_end >= PUSH_INTERVAL:
-            operations_finish(ended)
+            _finish_batch(kind, ended)
             ended, first_end = [], 0.0
     if ended:
-        operations_finish(ended)
+        _finish_batch(kind, ended)
+
+
+def _finish_batch(kind: OperationKind, ended: list[tuple[Operation, Outcome]]) -> None:
+    if kind.settle is not None:
+        try:
+            kind.settle([op for op, _ in ended])
+        except Exception:  # the rows it held are the events process's and the next reconcile's to correct
+            log.exception("settling a batch of %s failed", kind.name)
+    operations_finish(ended)
 
 
 def outcome_of(op: Operation) -> Outcome:

@@ -424,6 +424,37 @@ def test_outcomes_a_batch_holds_are_recorded_once_push_interval_passed(actor, qu
     assert recorded == [[ops[0].pk, ops[1].pk], [ops[2].pk]]
 
 
+SETTLED: list[list[str]] = []
+
+
+def _settle_flaky(ops):  # type: ignore[no-untyped-def]
+    SETTLED.append([op.target_id for op in ops])
+    assert all(op.status == "running" for op in Operation.objects.filter(pk__in=[op.pk for op in ops]))
+    raise RuntimeError("the settle's database write failed")
+
+
+@operation_kind(
+    "test.settled",
+    label="Test settled",
+    deadline_seconds=30,
+    retry_transient=False,
+    batch=4,
+    preload=_preload_quick,
+    settle=_settle_flaky,
+)
+def _settled(op, progress):  # type: ignore[no-untyped-def]
+    return {}
+
+
+def test_a_batch_settles_before_its_outcomes_and_a_failed_settle_still_ends_them(actor, queued, pushed):  # type: ignore[no-untyped-def]
+    SETTLED.clear()
+    started = services.operations_start(kind="test.settled", requests=requests(2), actor=actor)
+    ops = services.operations_claim([op.pk for op in started], "test.settled")  # type: ignore[union-attr]
+    run_claimed_batch(ops)
+    assert SETTLED == [["many-0", "many-1"]]
+    assert set(Operation.objects.filter(pk__in=[op.pk for op in ops]).values_list("status", flat=True)) == {"succeeded"}
+
+
 def test_a_reaped_operation_in_a_batch_keeps_the_reapers_outcome(actor, queued, pushed):  # type: ignore[no-untyped-def]
     ops = quick_batch(actor, 2)
     Operation.objects.filter(pk=ops[0].pk).update(status="failed", error="reaped")

@@ -417,6 +417,37 @@ def test_a_bulk_start_is_one_task_that_reads_its_vms_once(queued, domain, ada): 
     assert [state(vm) for vm in vms] == ["running"] * 3
 
 
+def test_a_bulk_start_writes_its_vms_together_and_pushes_each(queued, domain, ada, monkeypatch):  # type: ignore[no-untyped-def]
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from kvmweb.operations import services as operation_services
+    from vms import handlers
+
+    vms = [domain(running=False) for _ in range(3)]
+    result = vm_bulk_action(actor=actor_of(ada), vms=vms, action="start", params={})
+    [(task, options)] = operation_services._task_messages([(op.pk, op.kind, op.queue) for op in result.operations])
+    pushed: list[tuple[int, list[str]]] = []
+    monkeypatch.setattr(
+        handlers, "vms_publish", lambda rows, host_id: pushed.append((host_id, [str(vm.state) for vm in rows]))
+    )
+    with CaptureQueriesContext(connection) as queries:
+        task.run(*options["args"])
+    table = VirtualMachine._meta.db_table
+    vm_writes = [q["sql"] for q in queries if q["sql"].startswith("UPDATE") and table in q["sql"]]
+    assert len(vm_writes) == (1 if connection.vendor == "postgresql" else 3)
+    assert pushed == [(vms[0].host_id, ["running"] * 3)]
+    stored = VirtualMachine.objects.filter(pk__in=[vm.pk for vm in vms])
+    assert {(vm.state, vm.version) for vm in stored} == {("running", vms[0].version + 1)}
+    assert all(vm.updated > vms[0].updated and vm.state_changed for vm in stored)
+
+
+def test_a_single_start_writes_its_vm_at_once(queued, domain, ada):  # type: ignore[no-untyped-def]
+    vm = domain(running=False)
+    op = vm_action(actor=actor_of(ada), vm=vm, action="start", params={})
+    assert run(op).status == "succeeded" and state(vm) == "running"
+
+
 # --- API -----------------------------------------------------------------------------------------------------------
 
 
