@@ -91,9 +91,10 @@ def operations_start(
         return [operations_start(kind=kind, requests=[one], actor=actor, audited=audited)[0] for one in requests]
     for op in ops:
         transaction.on_commit(partial(_enqueue, op.pk, kind, op.queue))
-        # Once committed: a request that rolls back tells no browser of an operation that never was. Never held:
-        # a worker's pushes come from another process, so a held "pending" would arrive after the outcome.
-        transaction.on_commit(partial(operation_publish, op))
+        # Once committed: a request that rolls back tells no browser of an operation that never was. Never held
+        # back by `hold`: a worker's pushes come from another process, so a held "pending" would arrive after the
+        # outcome. Within operations_queued_together it waits for the task messages only.
+        transaction.on_commit(partial(_announce, op))
     return list(ops)
 
 
@@ -141,13 +142,17 @@ def operations_queued_together() -> Iterator[None]:
     if getattr(_held, "messages", None) is not None:
         yield
         return
-    _held.messages = []
+    _held.messages, _held.announced = [], []
     try:
         yield
     finally:
-        # Whatever committed is sent, even when the block raised after its transaction ended.
+        # Whatever committed is sent, even when the block raised after its transaction ended. The workers get
+        # their messages first: a bulk request's "pending" pushes cost the API a few milliseconds to build.
         messages, _held.messages = _held.messages, None
+        announced, _held.announced = _held.announced, None
         _send(messages)
+        for op in announced:
+            operation_publish(op)
 
 
 def _enqueue(op_id: int, kind: str, queue: str) -> None:
@@ -156,6 +161,14 @@ def _enqueue(op_id: int, kind: str, queue: str) -> None:
         held.append((op_id, kind, queue))
     else:
         _send([(op_id, kind, queue)])
+
+
+def _announce(op: Operation) -> None:
+    held = getattr(_held, "announced", None)
+    if held is not None:
+        held.append(op)
+    else:
+        operation_publish(op)
 
 
 def _send(messages: list[tuple[int, str, str]]) -> None:
