@@ -97,8 +97,11 @@ def vms_settle(ops: Sequence[Operation]) -> None:
     for vm in held:
         by_fields.setdefault(vm.held_fields, []).append(vm)
         vm.held_fields = ()
+    written: set[int] = set()
     for fields, rows in by_fields.items():
-        rows_update(rows, fields)
+        # Only over the version this batch read: the events process may have written a newer observation since.
+        written |= rows_update(rows, fields, guard=("version", [vm.version - 1 for vm in rows]))
+    held = [vm for vm in held if vm.pk in written]
     for host_id in {vm.host_id for vm in held}:
         vms_publish([vm for vm in held if vm.host_id == host_id], host_id=host_id)
 

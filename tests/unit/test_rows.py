@@ -58,3 +58,14 @@ def test_a_guard_skips_the_rows_whose_column_moved_on(rows):  # type: ignore[no-
 def test_nothing_to_write_sends_nothing(django_assert_num_queries):  # type: ignore[no-untyped-def]
     with django_assert_num_queries(0):
         assert rows_update([], ["vcpus"]) == set()
+
+
+def test_a_guard_can_hold_a_value_for_each_row(rows):  # type: ignore[no-untyped-def]
+    VirtualMachine.objects.filter(pk=rows[0].pk).update(version=5)
+    for vm in rows:
+        vm.vcpus = 4
+    with CaptureQueriesContext(connection) as queries:
+        written = rows_update(rows, ["vcpus"], guard=("version", [4, rows[1].version, rows[2].version]))
+    assert written == {rows[1].pk, rows[2].pk}
+    assert len(queries) == (1 if connection.vendor == "postgresql" else 3)
+    assert VirtualMachine.objects.get(pk=rows[0].pk).vcpus != 4

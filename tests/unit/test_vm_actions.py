@@ -442,6 +442,27 @@ def test_a_bulk_start_writes_its_vms_together_and_pushes_each(queued, domain, ad
     assert all(vm.updated > vms[0].updated and vm.state_changed for vm in stored)
 
 
+def test_a_bulk_start_leaves_a_row_the_events_process_wrote_meanwhile(queued, domain, ada, monkeypatch):  # type: ignore[no-untyped-def]
+    from django.db.models import F
+
+    from kvmweb.operations import services as operation_services
+    from vms import handlers
+
+    vms = [domain(running=False) for _ in range(2)]
+    result = vm_bulk_action(actor=actor_of(ada), vms=vms, action="start", params={})
+    [(task, options)] = operation_services._task_messages([(op.pk, op.kind, op.queue) for op in result.operations])
+    update = handlers.rows_update
+
+    def newer_observation_first(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # The guest went down again and the events process recorded it before the batch wrote its rows.
+        VirtualMachine.objects.filter(pk=vms[0].pk).update(state="crashed", version=F("version") + 1)
+        return update(*args, **kwargs)
+
+    monkeypatch.setattr(handlers, "rows_update", newer_observation_first)
+    task.run(*options["args"])
+    assert (row(vms[0]).state, row(vms[1]).state) == ("crashed", "running")
+
+
 def test_a_single_start_writes_its_vm_at_once(queued, domain, ada):  # type: ignore[no-untyped-def]
     vm = domain(running=False)
     op = vm_action(actor=actor_of(ada), vm=vm, action="start", params={})
