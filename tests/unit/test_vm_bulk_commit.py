@@ -61,27 +61,28 @@ def test_a_bulk_request_commits_its_operations_without_a_savepoint(monkeypatch):
     assert not [q["sql"] for q in queries if "SAVEPOINT" in q["sql"]]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_workers_get_their_messages_before_browsers_get_the_pending_pushes(monkeypatch):  # type: ignore[no-untyped-def]
-    """Building a bulk request's pending pushes took the API milliseconds the workers waited through."""
+@pytest.fixture
+def handed_over(monkeypatch):  # type: ignore[no-untyped-def]
+    """In order: "send N" when N task messages go to the broker, "push" for each operation pushed to browsers."""
     events: list[str] = []
     monkeypatch.setattr(operation_services, "_send", lambda messages: events.append(f"send {len(messages)}"))
     monkeypatch.setattr(operation_services, "operation_publish", lambda op, hold=0.0: events.append("push"))
-    ada = make_user("ada", admin=True)
+    return events
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_get_their_messages_before_browsers_get_the_pending_pushes(handed_over):  # type: ignore[no-untyped-def]
+    """Building a bulk request's pending pushes took the API milliseconds the workers waited through."""
     host = make_host("lab")
     vms = [make_vm(host, f"vm{i}", state="shutoff") for i in range(3)]
-    vm_bulk_action(actor=Actor(user=ada, ip=None), vms=vms, action="start")
-    assert events == ["send 3", "push", "push", "push"]
+    vm_bulk_action(actor=Actor(user=make_user("ada", admin=True), ip=None), vms=vms, action="start")
+    assert handed_over == ["send 3", "push", "push", "push"]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_single_operation_is_sent_then_pushed_at_its_commit(monkeypatch):  # type: ignore[no-untyped-def]
+def test_a_single_operation_is_sent_then_pushed_at_its_commit(handed_over):  # type: ignore[no-untyped-def]
     from vms.actions import vm_action
 
-    events: list[str] = []
-    monkeypatch.setattr(operation_services, "_send", lambda messages: events.append(f"send {len(messages)}"))
-    monkeypatch.setattr(operation_services, "operation_publish", lambda op, hold=0.0: events.append("push"))
-    ada = make_user("ada", admin=True)
     vm = make_vm(make_host("lab"), "vm0", state="shutoff")
-    vm_action(actor=Actor(user=ada, ip=None), vm=vm, action="start")
-    assert events == ["send 1", "push"]
+    vm_action(actor=Actor(user=make_user("ada", admin=True), ip=None), vm=vm, action="start")
+    assert handed_over == ["send 1", "push"]
