@@ -32,7 +32,7 @@ def rows_update(rows: Sequence[Model], fields: Sequence[str], *, guard: tuple[st
 
 def _field(model: type[Model], name: str) -> Field[Any, Any]:
     field = model._meta.get_field(name)
-    assert isinstance(field, Field) and field.column
+    assert isinstance(field, Field)
     return field
 
 

@@ -22,7 +22,7 @@ from kvmweb.operations.services import Progress
 from kvmweb.rows import rows_update
 from vms.messages import vms_publish
 from vms.models import VirtualMachine
-from vms.services import observed_fields, vm_apply_record, vm_observe
+from vms.services import vm_apply_record
 
 POLL_INTERVAL = 0.5
 # Eight starts on one task: a bulk start of a hundred VMs is still thirteen tasks for the workers to share.
@@ -52,16 +52,19 @@ def vms_preload(ops: Sequence[Operation]) -> None:
         op.target_row = by_uuid.get(op.target_id)
 
 
-def vm_refresh(host: Host, uuid: str, *, row: VirtualMachine | None = None) -> VirtualMachine | None:
+def vm_refresh(
+    host: Host, uuid: str, *, row: VirtualMachine | None = None, hold: bool = False
+) -> VirtualMachine | None:
     """Make the row match what libvirt says now, and publish it when it changed.
 
-    `row`, when given, is the VM's row as this operation read it, updated in place.
+    `row`, when given, is the VM's row as this operation read it, updated in place. With `hold`, an
+    update of it is left for `vms_settle` to write and publish (see `vm_apply_record`).
     """
     try:
         record: virt.DomainRecord | None = virt.get_domain_record(host.virt_target(), uuid)
     except virt.NotFound:
         record = None
-    vm = vm_apply_record(host=host, uuid=uuid, record=record, now=timezone.now(), row=row)
+    vm = vm_apply_record(host=host, uuid=uuid, record=record, now=timezone.now(), row=row, hold=hold)
     if vm is not None:
         vms_publish([vm], host_id=host.pk)
     return vm
@@ -73,21 +76,8 @@ def _refresh_after(host: Host, vm: VirtualMachine, op: Operation) -> str:
 
     In a batch (the row was preloaded) the change is held on the row for `vms_settle`."""
     with contextlib.suppress(virt.VirtError):  # the events process or the next reconcile corrects the row
-        if op.target_row is not vm or not _hold_refresh(host, vm):
-            vm_refresh(host, str(vm.uuid), row=vm)
+        vm_refresh(host, str(vm.uuid), row=vm, hold=op.target_row is vm)
     return str(vm.state)
-
-
-def _hold_refresh(host: Host, vm: VirtualMachine) -> bool:
-    """Observe the domain into the row in memory, unwritten; False when the row needs more than an update."""
-    if vm.host_id != host.pk:
-        return False
-    try:
-        record = virt.get_domain_record(host.virt_target(), str(vm.uuid))
-    except virt.NotFound:
-        return False
-    vm.held_fields = tuple(vm_observe(vm, observed_fields(host, record), timezone.now()))
-    return True
 
 
 def vms_settle(ops: Sequence[Operation]) -> None:

@@ -119,13 +119,20 @@ def vms_apply_inventory(*, host: Host, domains: Sequence[virt.DomainRecord], now
 
 
 def vm_apply_record(
-    *, host: Host, uuid: str, record: virt.DomainRecord | None, now: datetime, row: VirtualMachine | None = None
+    *,
+    host: Host,
+    uuid: str,
+    record: virt.DomainRecord | None,
+    now: datetime,
+    row: VirtualMachine | None = None,
+    hold: bool = False,
 ) -> VirtualMachine | None:
     """One VM's row from one fresh observation, for an event; None when nothing changed.
 
     `record` None means the host no longer has the domain: the row is marked gone, never deleted.
     A worker passes the `row` it read moments before, and it is updated in place: the observation,
-    newer than the row, wins either way, and the row need not be read again.
+    newer than the row, wins either way, and the row need not be read again. With `hold`, a change
+    that only updates the row is left unwritten, its columns in `row.held_fields` (None is returned).
     """
     vm = row if row is not None else VirtualMachine.objects.filter(uuid=uuid).first()
     if record is None:
@@ -147,6 +154,9 @@ def vm_apply_record(
         return None
     changed = vm_observe(vm, values, now)
     if not changed:
+        return None
+    if hold:
+        vm.held_fields = tuple(changed)
         return None
     # Only what changed is written: a domain's XML, kept twice, would otherwise be rewritten on every event.
     vm.save(update_fields=changed)
