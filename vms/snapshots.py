@@ -265,8 +265,15 @@ def _row(vm: VirtualMachine, record: virt_snapshots.SnapshotRecord, depth: int, 
 
 
 def snapshots_refresh(vm: VirtualMachine) -> list[Snapshot]:
-    """Read the VM's snapshots from its host and store them."""
-    return snapshots_store(vm, virt_snapshots.list_snapshots(vm.host.virt_target(), str(vm.uuid)))
+    """Read the VM's snapshots from its host and store them.
+
+    Refreshes of one VM take turns on its row's lock, each reading while it holds it: a snapshot's pause
+    and resume make the events process refresh while the worker that took it does, and without turns
+    the second insert fails on the first's rows, or a read from before the snapshot is stored last.
+    """
+    with transaction.atomic():
+        list(VirtualMachine.objects.select_for_update().filter(pk=vm.pk).values_list("pk", flat=True))
+        return snapshots_store(vm, virt_snapshots.list_snapshots(vm.host.virt_target(), str(vm.uuid)))
 
 
 def snapshots_stale(vm: VirtualMachine, marker: virt_snapshots.SnapshotMarker) -> bool:

@@ -163,7 +163,8 @@ def test_a_snapshot_taken_on_the_vm_page_can_be_reverted_to(live_stack, lab, pag
     expect(row).to_be_visible(timeout=180_000)
     expect(row).to_have_attribute("aria-current", "true")
     expect(row).to_contain_text("with memory")
-    assert finished("vm.snapshot-create", str(guest.uuid)).status == "succeeded"
+    op = finished("vm.snapshot-create", str(guest.uuid))
+    assert op.status == "succeeded", (op.error, op.error_detail)
     screenshot(page, "vm-snapshot-taken")
 
     # A fresh page: the live refresh that follows an operation's end swaps the tab's forms, and a form

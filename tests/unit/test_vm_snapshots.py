@@ -7,12 +7,15 @@ internal snapshots but refuses disk-only ones, so external snapshots appear here
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
@@ -387,6 +390,39 @@ def test_api_reads_the_stored_rows_and_never_the_host(lab, alice, no_libvirt):  
     snapshots_refresh(vm)  # what an event, a reconcile or a host refresh does
     body = api(alice).get(f"/api/v1/vms/{vm.uuid}/snapshots/").json()
     assert [snap["name"] for snap in body["snapshots"]] == ["outside"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_refreshes_of_one_vm_at_once_take_turns(lab, alice, monkeypatch):  # type: ignore[no-untyped-def]
+    """A snapshot's pause and resume make the events process re-read the rows while the worker that took
+    it does: neither may fail on the other's rows."""
+    vm = make_guest(lab, alice)
+    virt_snapshots.create_snapshot(TARGET, str(vm.uuid), SnapshotSpec(name="both"))
+    listing = virt_snapshots.list_snapshots
+
+    def slow_listing(target: virt.HostTarget, uuid: str) -> Any:
+        records = listing(target, uuid)
+        time.sleep(0.3)  # long enough for the other refresh to read too, unless they take turns
+        return records
+
+    monkeypatch.setattr(virt_snapshots, "list_snapshots", slow_listing)
+    errors: list[Exception] = []
+
+    def refresh() -> None:
+        try:
+            snapshots_refresh(fresh(vm))
+        except Exception as exc:  # the test reports whatever a refresh raised
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=refresh) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert tree(vm) == [("both", 0, True)]
 
 
 @pytest.mark.parametrize("who", ["alice", "ada"])
