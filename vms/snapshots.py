@@ -272,7 +272,7 @@ def snapshots_refresh(vm: VirtualMachine) -> list[Snapshot]:
     the second insert fails on the first's rows, or a read from before the snapshot is stored last.
     """
     with transaction.atomic():
-        list(VirtualMachine.objects.select_for_update().filter(pk=vm.pk).values_list("pk", flat=True))
+        VirtualMachine.objects.select_for_update().filter(pk=vm.pk).values_list("pk").first()
         return snapshots_store(vm, virt_snapshots.list_snapshots(vm.host.virt_target(), str(vm.uuid)))
 
 

@@ -8,7 +8,6 @@ internal snapshots but refuses disk-only ones, so external snapshots appear here
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from kvmweb.virt.xml import (
 from storage.models import Volume
 from tests.factories import PASSWORD, make_host
 from tests.runs import actor_of, run
+from tests.stack import wait_until
 from vms.actions import ACTIONS, vm_action
 from vms.models import VirtualMachine
 from vms.snapshot_models import Snapshot
@@ -398,14 +398,18 @@ def test_two_refreshes_of_one_vm_at_once_take_turns(lab, alice, monkeypatch):  #
     it does: neither may fail on the other's rows."""
     vm = make_guest(lab, alice)
     virt_snapshots.create_snapshot(TARGET, str(vm.uuid), SnapshotSpec(name="both"))
-    listing = virt_snapshots.list_snapshots
+    listing, rows_at_read, both_read = virt_snapshots.list_snapshots, [], threading.Event()
 
-    def slow_listing(target: virt.HostTarget, uuid: str) -> Any:
-        records = listing(target, uuid)
-        time.sleep(0.3)  # long enough for the other refresh to read too, unless they take turns
-        return records
+    def listing_once_the_other_came(target: virt.HostTarget, uuid: str) -> Any:
+        """The first reader goes on once the second reads too (they raced) or waits on a lock (turns)."""
+        rows_at_read.append(Snapshot.objects.filter(vm_id=vm.pk).count())
+        if len(rows_at_read) == 2:
+            both_read.set()
+        else:
+            wait_until(lambda: both_read.is_set() or _a_query_waits_on_a_lock(), timeout=20, what="the other refresh")
+        return listing(target, uuid)
 
-    monkeypatch.setattr(virt_snapshots, "list_snapshots", slow_listing)
+    monkeypatch.setattr(virt_snapshots, "list_snapshots", listing_once_the_other_came)
     errors: list[Exception] = []
 
     def refresh() -> None:
@@ -422,7 +426,16 @@ def test_two_refreshes_of_one_vm_at_once_take_turns(lab, alice, monkeypatch):  #
     for thread in threads:
         thread.join(timeout=30)
     assert errors == []
+    assert rows_at_read == [0, 1]  # the second read came once the first refresh had stored its rows
     assert tree(vm) == [("both", 0, True)]
+
+
+def _a_query_waits_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(cursor.fetchone()[0])
 
 
 @pytest.mark.parametrize("who", ["alice", "ada"])
