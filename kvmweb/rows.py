@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
 from django.db.models import Field, Model
+
+
+@dataclass(frozen=True, slots=True)
+class _Update:
+    model: type[Model]
+    columns: list[Field[Any, Any]]
+    values: list[list[Any]]  # each row's primary key, then its value for each column
+    guard: tuple[Field[Any, Any], list[Any]] | None  # the column, and each row's expected value
 
 
 def rows_update(rows: Sequence[Model], fields: Sequence[str], *, guard: tuple[str, Any] | None = None) -> set[Any]:
@@ -25,9 +34,10 @@ def rows_update(rows: Sequence[Model], fields: Sequence[str], *, guard: tuple[st
     if guard is not None:
         column, expected = guard
         guarded = (_field(model, column), list(expected) if isinstance(expected, list) else [expected] * len(rows))
+    update = _Update(model, columns, values, guarded)
     if len(rows) == 1 or connection.vendor != "postgresql":
-        return _update_each(model, columns, values, guarded)
-    return _update_together(model, columns, values, guarded)
+        return _update_each(update)
+    return _update_together(update)
 
 
 def _field(model: type[Model], name: str) -> Field[Any, Any]:
@@ -41,45 +51,36 @@ def _column(field: Field[Any, Any]) -> str:
     return field.column
 
 
-def _update_each(
-    model: type[Model],
-    columns: list[Field[Any, Any]],
-    values: list[list[Any]],
-    guard: tuple[Field[Any, Any], list[Any]] | None,
-) -> set[Any]:
+def _update_each(update: _Update) -> set[Any]:
     written = set()
-    for n, (pk, *row_values) in enumerate(values):
-        rows = model._default_manager.filter(pk=pk)
-        if guard is not None:
-            rows = rows.filter(**{guard[0].attname: guard[1][n]})
-        if rows.update(**{field.attname: value for field, value in zip(columns, row_values, strict=True)}):
+    for n, (pk, *row_values) in enumerate(update.values):
+        rows = update.model._default_manager.filter(pk=pk)
+        if update.guard is not None:
+            rows = rows.filter(**{update.guard[0].attname: update.guard[1][n]})
+        if rows.update(**{field.attname: value for field, value in zip(update.columns, row_values, strict=True)}):
             written.add(pk)
     return written
 
 
-def _update_together(
-    model: type[Model],
-    columns: list[Field[Any, Any]],
-    values: list[list[Any]],
-    guard: tuple[Field[Any, Any], list[Any]] | None,
-) -> set[Any]:
+def _update_together(update: _Update) -> set[Any]:
     quote = connection.ops.quote_name
-    pk = model._meta.pk
+    columns, pk = update.columns, update.model._meta.pk
     assert isinstance(pk, Field)
     # VALUES types its columns from the literals: each is cast back to its column's type.
     assignments = ", ".join(f"{quote(_column(f))} = v.c{n}::{f.db_type(connection)}" for n, f in enumerate(columns))
     names = ["id", *(f"c{n}" for n in range(len(columns)))]
     rows = [
-        [row[0], *(f.get_db_prep_save(v, connection) for f, v in zip(columns, row[1:], strict=True))] for row in values
+        [row[0], *(f.get_db_prep_save(v, connection) for f, v in zip(columns, row[1:], strict=True))]
+        for row in update.values
     ]
     condition = ""
-    if guard is not None:
-        field, expected = guard
+    if update.guard is not None:
+        field, expected = update.guard
         names.append("guard")
         rows = [[*row, field.get_db_prep_value(value, connection)] for row, value in zip(rows, expected, strict=True)]
         condition = f" AND t.{quote(_column(field))} = v.guard::{field.db_type(connection)}"
     sql = _SQL.format(
-        table=quote(model._meta.db_table),
+        table=quote(update.model._meta.db_table),
         assignments=assignments,
         rows=", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(rows)),
         names=", ".join(names),
