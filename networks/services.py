@@ -56,16 +56,19 @@ def network_apply_record(*, host: Host, uuid: str, record: virt.NetworkRecord | 
 
     `record` None means the host no longer has the network: the row is marked gone, never deleted.
     """
-    row = Network.objects.filter(host=host, uuid=uuid).first()
     if record is None:
+        row = Network.objects.filter(host=host, uuid=uuid).first()
         if row is None or row.gone_since is not None:
             return None
         row.gone_since, row.active = now, False
         row.save(update_fields=["gone_since", "active", "updated"])
         return row
     values = _values(record)
-    if row is None:
-        return Network.objects.create(host=host, uuid=uuid, **values)
+    # The worker that made the network and the events process (its define event) may both insert
+    # the new row: get_or_create lets the second take the first one's row instead of failing.
+    row, created = Network.objects.get_or_create(host=host, uuid=uuid, defaults=values)
+    if created:
+        return row
     if not observe(row, values):
         return None
     row.save(update_fields=[*OBSERVED, "gone_since", "updated"])

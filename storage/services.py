@@ -135,16 +135,18 @@ def pool_apply_record(*, host: Host, uuid: str, record: virt.PoolRecord | None, 
     `record` None means the host no longer has the pool: the row is marked gone, never deleted.
     Its volumes are `pool_apply_volumes`'s.
     """
-    row = StoragePool.objects.filter(host=host, uuid=uuid).first()
     if record is None:
+        row = StoragePool.objects.filter(host=host, uuid=uuid).first()
         if row is None or row.gone_since is not None:
             return None
         row.gone_since, row.state = now, "inactive"
         row.save(update_fields=["gone_since", "state", "updated"])
         return row
     values = _pool_values(record)
-    if row is None:
-        return StoragePool.objects.create(host=host, uuid=uuid, **values)
+    # The worker that made the pool and the events process may both insert the new row (see networks).
+    row, created = StoragePool.objects.get_or_create(host=host, uuid=uuid, defaults=values)
+    if created:
+        return row
     if not observe(row, values):
         return None
     row.save(update_fields=[*POOL_FIELDS, "gone_since", "updated"])

@@ -37,6 +37,7 @@ from kvmweb.virt.xml import (
 )
 from storage.models import Volume
 from tests.factories import PASSWORD, make_host
+from tests.locks import a_query_waits_on_a_lock
 from tests.runs import actor_of, run
 from tests.stack import wait_until
 from vms.actions import ACTIONS, vm_action
@@ -406,7 +407,7 @@ def test_two_refreshes_of_one_vm_at_once_take_turns(lab, alice, monkeypatch):  #
         if len(rows_at_read) == 2:
             both_read.set()
         else:
-            wait_until(lambda: both_read.is_set() or _a_query_waits_on_a_lock(), timeout=20, what="the other refresh")
+            wait_until(lambda: both_read.is_set() or a_query_waits_on_a_lock(), timeout=20, what="the other refresh")
         return listing(target, uuid)
 
     monkeypatch.setattr(virt_snapshots, "list_snapshots", listing_once_the_other_came)
@@ -428,14 +429,6 @@ def test_two_refreshes_of_one_vm_at_once_take_turns(lab, alice, monkeypatch):  #
     assert errors == []
     assert rows_at_read == [0, 1]  # the second read came once the first refresh had stored its rows
     assert tree(vm) == [("both", 0, True)]
-
-
-def _a_query_waits_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return bool(cursor.fetchone()[0])
 
 
 @pytest.mark.parametrize("who", ["alice", "ada"])
