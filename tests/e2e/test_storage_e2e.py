@@ -66,10 +66,17 @@ def small_iso() -> bytes:
     return out.getvalue()
 
 
-def finished(kind: str, target_id: str) -> Operation:
-    """Wait for the newest operation `kind` on the target to end (so nothing still writes once a test returns)."""
+def finished(page: Page, kind: str, target_id: str) -> Operation:
+    """Wait for the newest operation `kind` on the target to end (so nothing still writes once a test returns).
+
+    If the page queued none, the failure shows what the page said instead (a refusal is a red toast).
+    """
     ops = Operation.objects.filter(kind=kind, target_id=target_id)
-    wait_until(ops.exists, timeout=20, what=f"the page to queue a {kind} operation")
+    try:
+        wait_until(ops.exists, timeout=20, what=f"the page to queue a {kind} operation")
+    except TimeoutError as error:
+        said = page.locator("#toasts").inner_text() or "(no toast)"
+        raise AssertionError(f"{error}; the page said: {said}; it is at {page.url}") from error
 
     def ended() -> bool:
         return ops.order_by("-pk")[0].status in ("succeeded", "failed", "cancelled")
@@ -85,7 +92,7 @@ def test_an_iso_uploaded_from_the_page_shows_its_progress_to_done(live_stack, la
     page.set_input_files("#up-file", files=[{"name": name, "mimeType": "application/x-iso9660-image", "buffer": data}])
     expect(page.locator("#up-name")).to_have_value(name)  # filled in from the file's name
     page.click("#up-start")
-    op = finished("volume.upload", f"new:{lab['pool'].pk}:{name}")
+    op = finished(page, "volume.upload", f"new:{lab['pool'].pk}:{name}")
     assert op.status == "succeeded", (op.error, op.error_detail)
 
     expect(page.locator("#up-status")).to_have_text(f"Done: {name} is in the pool.", timeout=60_000)
@@ -113,7 +120,7 @@ def test_a_volume_created_on_the_pool_page_appears_in_its_table(live_stack, lab,
     screenshot(page, "storage-new-volume-form")
     page.click("#new-volume button[type=submit]")
 
-    op = finished("volume.create", f"new:{lab['pool'].pk}:{name}")
+    op = finished(page, "volume.create", f"new:{lab['pool'].pk}:{name}")
     assert op.status == "succeeded", (op.error, op.error_detail)
     row = page.locator(f'tr[data-volume-name="{name}"]')
     expect(row).to_be_visible(timeout=30_000)
@@ -131,7 +138,7 @@ def test_a_raw_volume_is_copied_into_a_compressed_qcow2_from_its_page(live_stack
     page.select_option("#nv-unit", "MiB")
     page.select_option("#nv-format", "raw")
     page.click("#new-volume button[type=submit]")
-    assert finished("volume.create", f"new:{lab['pool'].pk}:{source}").status == "succeeded"
+    assert finished(page, "volume.create", f"new:{lab['pool'].pk}:{source}").status == "succeeded"
 
     volume = Volume.objects.get(pool=lab["pool"], name=source)
     page.goto(f"{live_stack['base']}/storage/volumes/{volume.pk}/")
@@ -142,7 +149,7 @@ def test_a_raw_volume_is_copied_into_a_compressed_qcow2_from_its_page(live_stack
     screenshot(page, "storage-compressed-copy-form")
     page.click("#clone button[type=submit]")
 
-    op = finished("volume.clone", str(volume.pk))
+    op = finished(page, "volume.clone", str(volume.pk))
     assert op.status == "succeeded", (op.error, op.error_detail)
     assert any("Compressing" in entry["message"] for entry in op.log)
     made = volumes.volume_in_pool(lab["guest"].host.target, POOL, copy)
@@ -163,7 +170,7 @@ def test_a_snapshot_taken_on_the_vm_page_can_be_reverted_to(live_stack, lab, pag
     expect(row).to_be_visible(timeout=180_000)
     expect(row).to_have_attribute("aria-current", "true")
     expect(row).to_contain_text("with memory")
-    op = finished("vm.snapshot-create", str(guest.uuid))
+    op = finished(page, "vm.snapshot-create", str(guest.uuid))
     assert op.status == "succeeded", (op.error, op.error_detail)
     screenshot(page, "vm-snapshot-taken")
 
@@ -175,7 +182,7 @@ def test_a_snapshot_taken_on_the_vm_page_can_be_reverted_to(live_stack, lab, pag
     dialog = page.locator("[data-confirm-ok]")
     expect(dialog).to_contain_text(f"Revert to {name}")
     dialog.click()
-    op = finished("vm.snapshot-revert", str(guest.uuid))
+    op = finished(page, "vm.snapshot-revert", str(guest.uuid))
     assert op.status == "succeeded", (op.error, op.error_detail)
     assert op.result == {"snapshot": name, "state": "running"}
     expect(page.locator("h1 [data-field=state]")).to_contain_text("Running")
