@@ -107,12 +107,22 @@ export function confirmAction({ title, text = "", label = "Confirm", danger = tr
   const opener = document.activeElement;
   return new Promise((resolve) => {
     let answer = false;
+    let shown = false;
     const onOk = () => {
       answer = true;
-      modal.hide();
+      // Bootstrap ignores hide() while the dialog is still opening: a quick answer would be lost.
+      if (shown) modal.hide();
+      else el.addEventListener("shown.bs.modal", () => modal.hide(), { once: true });
     };
     ok.addEventListener("click", onOk, { once: true });
-    el.addEventListener("shown.bs.modal", () => ok.focus(), { once: true });
+    el.addEventListener(
+      "shown.bs.modal",
+      () => {
+        shown = true;
+        ok.focus();
+      },
+      { once: true },
+    );
     el.addEventListener(
       "hidden.bs.modal",
       () => {
