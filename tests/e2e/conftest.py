@@ -4,12 +4,17 @@ import os
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.stack import ROOT, free_port, process_env, running
+from hosts.messages import watcher_notify
+from hosts.models import Host
+from storage.models import StoragePool
+from tests.lab.guests import POOL
+from tests.stack import ROOT, free_port, process_env, running, wait_until
 
 SHOTS = ROOT / "test-results" / "screenshots"
 CHROMIUM_ARGS = [
@@ -71,3 +76,21 @@ def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def watched_lab_host(live_stack, uri: str, *, ready: Callable[[Host], bool], what: str) -> Host:  # type: ignore[no-untyped-def]
+    """The lab host, added as host_create adds it, once the events process has it connected and `ready` holds.
+
+    The host is marked connected just after its inventory is indexed; until then it refuses changes.
+    """
+    host = Host.objects.create(name="lab", uri=uri)
+    watcher_notify(host.pk)
+    connected = Host.objects.filter(pk=host.pk, state=Host.State.CONNECTED)
+    what = f"the events process connecting the lab host and indexing {what}"
+    wait_until(lambda: connected.exists() and ready(host), timeout=30, what=what, log=live_stack["log"])
+    host.refresh_from_db()
+    return host
+
+
+def pool_running(host: Host) -> bool:
+    return StoragePool.objects.filter(host=host, name=POOL, state="running").exists()

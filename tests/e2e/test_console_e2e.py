@@ -20,9 +20,7 @@ from playwright.sync_api import expect
 from rest_framework.authtoken.models import Token
 
 from consoles.models import ConsoleSession, ConsoleShare
-from hosts.messages import watcher_notify
-from hosts.models import Host
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, watched_lab_host
 from tests.e2e.test_hosts_e2e import log_in
 from tests.factories import make_user
 from tests.lab.guests import Guest
@@ -48,14 +46,8 @@ MIN_LIT = 500
 @pytest.fixture
 def indexed_guest(live_stack, transactional_db, libvirt_host, running_tiny_guest) -> Iterator[Guest]:  # type: ignore[no-untyped-def]
     """The running tiny guest, as kvmweb's events process has indexed it (with its VNC socket in the XML)."""
-    host = Host.objects.create(name="lab", uri=libvirt_host)
-    watcher_notify(host.pk)  # as host_create does: the events process starts watching it
-    wait_until(
-        lambda: VirtualMachine.objects.filter(uuid=running_tiny_guest.uuid, state="running").exclude(xml="").exists(),
-        timeout=30,
-        what="the events process indexing the lab's running guest",
-        log=live_stack["log"],
-    )
+    indexed = VirtualMachine.objects.filter(uuid=running_tiny_guest.uuid, state="running").exclude(xml="")
+    watched_lab_host(live_stack, libvirt_host, ready=lambda host: indexed.exists(), what="the lab's running guest")
     # Booted, so its shell on tty1 takes keys: a test before may have started it again (at once when it had not).
     running_tiny_guest.wait_for_marker(60)
     yield running_tiny_guest

@@ -13,12 +13,10 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from hosts.messages import watcher_notify
-from hosts.models import Host
 from kvmweb.operations.models import Operation
 from kvmweb.operations.services import operation_finish, operation_publish
 from kvmweb.realtime.publish import publish_flush
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, watched_lab_host
 from tests.e2e.test_hosts_e2e import log_in
 from tests.factories import make_user
 from tests.lab.guests import Guest, ensure_guest, remove_guest, unique_guest_name
@@ -59,14 +57,8 @@ def test_a_timed_out_shutdown_offers_force_off_in_the_open_drawer(  # type: igno
     live_stack, transactional_db, browser, libvirt_host, running_guest
 ):
     ada = make_user("ada", admin=True)
-    host = Host.objects.create(name="lab", uri=libvirt_host)
-    watcher_notify(host.pk)
-    wait_until(
-        lambda: VirtualMachine.objects.filter(uuid=running_guest.uuid, state="running").exists(),
-        timeout=30,
-        what="the events process indexing the lab's guests",
-        log=live_stack["log"],
-    )
+    indexed = VirtualMachine.objects.filter(uuid=running_guest.uuid, state="running")
+    watched_lab_host(live_stack, libvirt_host, ready=lambda host: indexed.exists(), what="the lab's guests")
     vm = VirtualMachine.objects.get(uuid=running_guest.uuid)
 
     page = browser.new_page(viewport={"width": 1366, "height": 768})

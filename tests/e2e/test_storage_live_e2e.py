@@ -18,15 +18,12 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 from rest_framework.authtoken.models import Token
 
-from hosts.messages import watcher_notify
-from hosts.models import Host
 from kvmweb.virt import volumes
 from storage.models import StoragePool
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import pool_running, screenshot, watched_lab_host
 from tests.e2e.test_hosts_e2e import log_in
 from tests.factories import make_user, make_vm
 from tests.lab.guests import POOL
-from tests.stack import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -35,14 +32,7 @@ pytestmark = pytest.mark.e2e
 def lab(live_stack, transactional_db, lab_host, libvirt_host) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
     """The lab host as the events process indexed it, ada's API token, a unique volume prefix, and a VM row
     with a saved state (made after the host's first reconcile, so it stays for the screenshots)."""
-    host = Host.objects.create(name="lab", uri=libvirt_host)
-    watcher_notify(host.pk)
-    wait_until(
-        lambda: StoragePool.objects.filter(host=host, name=POOL, state="running").exists(),
-        timeout=30,
-        what="the events process indexing the lab's pools",
-        log=live_stack["log"],
-    )
+    host = watched_lab_host(live_stack, libvirt_host, ready=pool_running, what="the lab's pools")
     ada = make_user("ada", admin=True)
     saved = make_vm(
         host, "parked", state="shutoff", state_reason="saved", has_managed_save=True, state_changed=timezone.now()

@@ -7,15 +7,12 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from hosts.messages import watcher_notify
-from hosts.models import Host
 from kvmweb.audit.models import AuditEvent
 from kvmweb.operations.models import Operation
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, watched_lab_host
 from tests.e2e.test_hosts_e2e import log_in
 from tests.factories import make_user
 from tests.lab.guests import Guest, ensure_guest, remove_guest, unique_guest_name
-from tests.stack import wait_until
 from vms.models import VirtualMachine
 
 pytestmark = pytest.mark.e2e
@@ -50,15 +47,9 @@ def test_bulk_start_and_force_off_show_the_batch_and_change_rows_in_place(  # ty
     live_stack, transactional_db, browser, libvirt_host, two_off_guests
 ):
     make_user("ada", admin=True)
-    host = Host.objects.create(name="lab", uri=libvirt_host)
-    watcher_notify(host.pk)
     uuids = [g.uuid for g in two_off_guests]
-    wait_until(
-        lambda: VirtualMachine.objects.filter(uuid__in=uuids, state="shutoff").count() == 2,
-        timeout=30,
-        what="the events process indexing the lab's guests",
-        log=live_stack["log"],
-    )
+    indexed = VirtualMachine.objects.filter(uuid__in=uuids, state="shutoff")
+    watched_lab_host(live_stack, libvirt_host, ready=lambda host: indexed.count() == 2, what="the lab's guests")
 
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     log_in(page, live_stack["base"], "ada")

@@ -5,15 +5,12 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from hosts.messages import watcher_notify
-from hosts.models import Host
 from kvmweb.virt import volumes
 from storage.models import StoragePool
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import pool_running, screenshot, watched_lab_host
 from tests.e2e.test_hosts_e2e import log_in
 from tests.factories import make_user
 from tests.lab.guests import BOOT_DIR, POOL, Guest, remove_guest, unique_guest_name
-from tests.stack import wait_until
 from vms.models import VirtualMachine
 
 pytestmark = pytest.mark.e2e
@@ -34,14 +31,7 @@ def test_wizard_creates_a_vm_that_starts_and_shuts_down_live(  # type: ignore[no
     live_stack, transactional_db, browser, libvirt_host, lab_host, vm_name
 ):
     make_user("ada", admin=True)
-    host = Host.objects.create(name="lab", uri=libvirt_host)
-    watcher_notify(host.pk)
-    wait_until(
-        lambda: StoragePool.objects.filter(host=host, name=POOL, state="running").exists(),
-        timeout=30,
-        what="the events process indexing the lab's pools",
-    )
-    Host.objects.filter(pk=host.pk).update(state=Host.State.CONNECTED)
+    host = watched_lab_host(live_stack, libvirt_host, ready=pool_running, what="the lab's pools")
 
     base = live_stack["base"]
     page = browser.new_page(viewport={"width": 1366, "height": 768})

@@ -5,13 +5,10 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from hosts.messages import watcher_notify
-from hosts.models import Host
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, watched_lab_host
 from tests.e2e.test_hosts_e2e import log_in
 from tests.factories import make_user
 from tests.lab.guests import Guest, ensure_guest, remove_guest, unique_guest_name
-from tests.stack import wait_until
 from vms.models import VirtualMachine
 
 pytestmark = pytest.mark.e2e
@@ -31,13 +28,8 @@ def test_vm_list_badge_follows_a_shutdown_done_in_virsh_without_reload(  # type:
     live_stack, transactional_db, browser, libvirt_host, booted_guest
 ):
     make_user("ada", admin=True)
-    host = Host.objects.create(name="lab", uri=libvirt_host)
-    watcher_notify(host.pk)  # as host_create does: the events process starts watching it
-    wait_until(
-        lambda: VirtualMachine.objects.filter(uuid=booted_guest.uuid, state="running").exists(),
-        timeout=30,
-        what="the events process indexing the lab's guests",
-    )
+    indexed = VirtualMachine.objects.filter(uuid=booted_guest.uuid, state="running")
+    watched_lab_host(live_stack, libvirt_host, ready=lambda host: indexed.exists(), what="the lab's guests")
 
     base = live_stack["base"]
     page = browser.new_page(viewport={"width": 1366, "height": 768})

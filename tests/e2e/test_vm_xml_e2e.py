@@ -10,15 +10,12 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from hosts.messages import watcher_notify
-from hosts.models import Host
 from kvmweb.virt import devices
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, watched_lab_host
 from tests.e2e.test_hosts_e2e import log_in
 from tests.factories import make_user
 from tests.lab.guests import Guest
 from tests.lab.virsh import virsh
-from tests.stack import wait_until
 from vms.models import VirtualMachine
 
 pytestmark = pytest.mark.e2e
@@ -48,9 +45,8 @@ def edit_text(page, find: str, replace: str) -> None:  # type: ignore[no-untyped
 @pytest.mark.parametrize("size", ["laptop", "phone"])
 def test_xml_editor_and_logs_in_the_browser(live_stack, transactional_db, browser, libvirt_host, guest, size, scheme):  # type: ignore[no-untyped-def]
     make_user("ada", admin=True)
-    host = Host.objects.create(name="lab", uri=libvirt_host)
-    watcher_notify(host.pk)
-    wait_until(lambda: VirtualMachine.objects.filter(uuid=guest.uuid).exists(), timeout=30, what="the guest indexed")
+    indexed = VirtualMachine.objects.filter(uuid=guest.uuid)
+    watched_lab_host(live_stack, libvirt_host, ready=lambda host: indexed.exists(), what="the guest")
     base, tag = live_stack["base"], f"{size}-{scheme}"
     context = browser.new_context(viewport=SIZES[size], color_scheme=scheme)
     page = context.new_page()
