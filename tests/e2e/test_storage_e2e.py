@@ -188,3 +188,11 @@ def test_a_snapshot_taken_on_the_vm_page_can_be_reverted_to(live_stack, lab, pag
     expect(row).to_have_attribute("aria-current", "true")
     screenshot(page, "vm-snapshot-reverted")
     assert guest.is_running()
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    table = page.locator("#vm-snapshots .table-responsive")
+    assert table.evaluate("el => el.scrollWidth <= el.clientWidth")  # a phone need not scroll it sideways
+    expect(row.locator(".d-md-none")).to_contain_text("internal")  # when taken, and the kind, under the name
+    revert = row.get_by_role("button", name=f"Revert to {name}").bounding_box()
+    assert revert is not None and revert["x"] + revert["width"] <= 390  # not cut off at the right
+    screenshot(page, "vm-snapshot-phone")
