@@ -329,6 +329,58 @@ function schedule(delay = DEBOUNCE) {
   timer = window.setTimeout(run, wait);
 }
 
+/**
+ * What the user did inside a region that its fresh copy would undo, by element id: fields typed in or
+ * changed (not hidden ones: the server's are newer), and sections opened (<details>, collapses).
+ */
+function userState(root) {
+  const fields = [];
+  for (const el of $$("input[id], select[id], textarea[id]", root)) {
+    if (el.type === "hidden" || el.type === "file" || el.form?.dataset.sent) continue;
+    if (el.type === "checkbox" || el.type === "radio") {
+      if (el.checked !== el.defaultChecked) fields.push([el.id, "checked", el.checked]);
+    } else if (el.tagName === "SELECT") {
+      if ([...el.options].some((o) => o.selected !== o.defaultSelected)) fields.push([el.id, "value", el.value]);
+    } else if (el.value !== el.defaultValue) {
+      fields.push([el.id, "value", el.value]);
+    }
+  }
+  const details = $$("details[open][id]", root).map((el) => el.id);
+  const collapses = $$(".collapse.show[id]", root).map((el) => el.id);
+  return { fields, details, collapses };
+}
+
+// A form that was sent is answered by its fresh copy, so what it held is not carried over (unless refused).
+// Registered after actions.js's capture listener, so a submit held for a confirmation is not counted yet.
+document.addEventListener(
+  "submit",
+  (event) => {
+    if (event.target instanceof HTMLFormElement) event.target.dataset.sent = "1";
+  },
+  true,
+);
+document.addEventListener("kv:form-done", (event) => {
+  if (!event.detail.ok || event.detail.refused) delete event.target.dataset.sent;
+});
+
+function restoreUserState(root, { fields, details, collapses }) {
+  const byId = (id) => root.querySelector(`#${CSS.escape(id)}`);
+  for (const [id, prop, value] of fields) {
+    const el = byId(id);
+    // a choice the fresh copy no longer offers is left to it
+    if (el?.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) continue;
+    if (el) el[prop] = value;
+  }
+  for (const id of details) if (byId(id)?.tagName === "DETAILS") byId(id).open = true;
+  for (const id of collapses) {
+    byId(id)?.classList.add("show");
+    for (const toggle of $$(`[data-bs-toggle="collapse"][href="#${CSS.escape(id)}"], [data-bs-target="#${CSS.escape(id)}"]`, root)) {
+      toggle.classList.remove("collapsed");
+      toggle.setAttribute("aria-expanded", "true");
+    }
+  }
+}
+
 async function run() {
   if (inFlight) {
     schedule();
@@ -353,12 +405,12 @@ async function run() {
       if (!current || !fresh) continue;
       const focusedId = current.contains(document.activeElement) ? document.activeElement.id : "";
       const knownOps = new Set($$("[data-operation-id]", current).map((el) => el.dataset.operationId));
-      const openDetails = new Set($$("details[open][id]", current).map((el) => el.id));
+      const kept = userState(current);
       const next = document.importNode(fresh, true);
       for (const row of $$("tr[data-operation-id]", next)) {
         if (!knownOps.has(row.dataset.operationId) && knownOps.size) row.classList.add("kv-new-row");
       }
-      for (const id of openDetails) next.querySelector(`details#${CSS.escape(id)}`)?.setAttribute("open", "");
+      restoreUserState(next, kept);
       current.replaceWith(next);
       reapplyVms(next);
       afterSwap(next);

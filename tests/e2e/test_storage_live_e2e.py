@@ -18,6 +18,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 from rest_framework.authtoken.models import Token
 
+from hosts.messages import host_publish
+from kvmweb.realtime.publish import publish_flush
 from kvmweb.virt import volumes
 from storage.models import StoragePool
 from tests.e2e.conftest import pool_running, screenshot, watched_lab_host
@@ -122,3 +124,35 @@ def test_storage_list_and_host_tab_show_the_saved_state_with_its_discard_button(
         expect(page.locator(f'#tab-storage tr[data-saved-vm="{saved.uuid}"]')).to_be_visible()
         page.wait_for_function("getComputedStyle(document.querySelector('#tab-storage')).opacity === '1'")
         screenshot(page, f"storage-live-host-tab{suffix}")
+
+
+def reread(page: Page, host: Any) -> None:
+    """Push the host's state, as its reconnect or a refresh does; the pool page re-reads itself whole."""
+    page.evaluate("document.querySelector('[data-live-region=pool-page]').dataset.stale = '1'")
+    host.last_seen = timezone.now()  # a socket is sent a state it has already sent only once
+    host_publish(host)
+    publish_flush()
+    expect(page.locator("[data-live-region=pool-page]:not([data-stale])")).to_have_count(1)
+
+
+def test_what_is_typed_into_the_new_volume_form_outlives_a_re_read_page(live_stack, lab, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{live_stack['base']}/storage/pools/{lab['pool'].pk}/")
+    live(page)
+    page.click('a[href="#new-volume"]')
+    page.fill("#nv-name", f"{lab['prefix']}-half.img")
+    page.select_option("#nv-format", "raw")
+    reread(page, lab["host"])
+    expect(page.locator("#new-volume")).to_be_visible()
+    expect(page.locator('a[href="#new-volume"]')).to_have_attribute("aria-expanded", "true")
+    expect(page.locator("#nv-name")).to_have_value(f"{lab['prefix']}-half.img")
+    expect(page.locator("#nv-format")).to_have_value("raw")
+
+    # Once sent, the form is answered: the next re-read shows it fresh.
+    page.fill("#nv-size", "4")
+    page.select_option("#nv-unit", "MiB")
+    page.click("#new-volume button[type=submit]")
+    expect(page.locator("#toasts")).to_contain_text("queued")
+    reread(page, lab["host"])
+    expect(page.locator("#nv-name")).to_have_value("")
+    assert page.evaluate("window.kvmwebNotReloaded") is True
+    expect(page.locator(f'tr[data-volume-name="{lab["prefix"]}-half.img"]')).to_be_visible(timeout=30_000)
