@@ -8,7 +8,7 @@ from typing import Any
 
 from hosts.models import Host
 from kvmweb import virt
-from kvmweb.observed import observe
+from kvmweb.observed import observe, observed_row
 from networks.models import Network
 
 OBSERVED = ("name", "active", "autostart", "persistent", "bridge", "forward_mode", "xml", "xml_inactive")
@@ -63,13 +63,4 @@ def network_apply_record(*, host: Host, uuid: str, record: virt.NetworkRecord | 
         row.gone_since, row.active = now, False
         row.save(update_fields=["gone_since", "active", "updated"])
         return row
-    values = _values(record)
-    # The worker that made the network and the events process (its define event) may both insert
-    # the new row: get_or_create lets the second take the first one's row instead of failing.
-    row, created = Network.objects.get_or_create(host=host, uuid=uuid, defaults=values)
-    if created:
-        return row
-    if not observe(row, values):
-        return None
-    row.save(update_fields=[*OBSERVED, "gone_since", "updated"])
-    return row
+    return observed_row(Network, {"host": host, "uuid": uuid}, _values(record), OBSERVED)

@@ -9,7 +9,7 @@ from typing import Any
 
 from hosts.models import Host
 from kvmweb import virt
-from kvmweb.observed import observe
+from kvmweb.observed import observe, observed_row
 from storage.messages import pools_publish
 from storage.models import StoragePool, Volume
 
@@ -142,15 +142,7 @@ def pool_apply_record(*, host: Host, uuid: str, record: virt.PoolRecord | None, 
         row.gone_since, row.state = now, "inactive"
         row.save(update_fields=["gone_since", "state", "updated"])
         return row
-    values = _pool_values(record)
-    # The worker that made the pool and the events process may both insert the new row (see networks).
-    row, created = StoragePool.objects.get_or_create(host=host, uuid=uuid, defaults=values)
-    if created:
-        return row
-    if not observe(row, values):
-        return None
-    row.save(update_fields=[*POOL_FIELDS, "gone_since", "updated"])
-    return row
+    return observed_row(StoragePool, {"host": host, "uuid": uuid}, _pool_values(record), POOL_FIELDS)
 
 
 def pool_apply_volumes(*, host: Host, uuid: str, volumes: Sequence[virt.VolumeRecord]) -> int:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from hosts.models import Host
@@ -144,12 +143,10 @@ def vm_apply_record(
         return vm
     values = observed_fields(host, record)
     if vm is None:
-        try:
-            with transaction.atomic():
-                return VirtualMachine.objects.create(uuid=uuid, state_changed=now, **values)
-        except IntegrityError:
-            # Another process (the events watcher, or the worker that made the VM) wrote the row first.
-            vm = VirtualMachine.objects.get(uuid=uuid)
+        # The events watcher and the worker that made the VM may both insert it: the second takes the first's row.
+        vm, created = VirtualMachine.objects.get_or_create(uuid=uuid, defaults={"state_changed": now, **values})
+        if created:
+            return vm
     if vm.host_id != host.pk and not _may_claim(vm, record):
         return None
     changed = vm_observe(vm, values, now)

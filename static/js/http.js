@@ -82,6 +82,8 @@ async function submitInBackground(form, submitter) {
     }
   } finally {
     restore();
+    // live.js does not carry an accepted form's fields into its re-rendered copy
+    if (outcome.ok && !outcome.refused) form.dataset.sent = "1";
     // other modules (actions.js) follow what became of the request
     form.dispatchEvent(new CustomEvent("kv:form-done", { bubbles: true, detail: outcome }));
   }
@@ -113,6 +115,7 @@ export function enhanceForms(root = document) {
       event.preventDefault();
       submitInBackground(form, event.submitter);
     });
+    form.addEventListener("input", () => delete form.dataset.sent); // filled in again: the user's once more
   }
   // Normal POST forms: one click, one request.
   for (const form of $$('form[method="post" i]:not([data-enhance])', root)) {

@@ -336,6 +336,7 @@ function schedule(delay = DEBOUNCE) {
 function userState(root) {
   const fields = [];
   for (const el of $$("input[id], select[id], textarea[id]", root)) {
+    // a form the server accepted is answered by its fresh copy (http.js marks it sent)
     if (el.type === "hidden" || el.type === "file" || el.form?.dataset.sent) continue;
     if (el.type === "checkbox" || el.type === "radio") {
       if (el.checked !== el.defaultChecked) fields.push([el.id, "checked", el.checked]);
@@ -350,19 +351,6 @@ function userState(root) {
   return { fields, details, collapses };
 }
 
-// A form that was sent is answered by its fresh copy, so what it held is not carried over (unless refused).
-// Registered after actions.js's capture listener, so a submit held for a confirmation is not counted yet.
-document.addEventListener(
-  "submit",
-  (event) => {
-    if (event.target instanceof HTMLFormElement) event.target.dataset.sent = "1";
-  },
-  true,
-);
-document.addEventListener("kv:form-done", (event) => {
-  if (!event.detail.ok || event.detail.refused) delete event.target.dataset.sent;
-});
-
 function restoreUserState(root, { fields, details, collapses }) {
   const byId = (id) => root.querySelector(`#${CSS.escape(id)}`);
   for (const [id, prop, value] of fields) {
@@ -371,7 +359,10 @@ function restoreUserState(root, { fields, details, collapses }) {
     if (el?.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) continue;
     if (el) el[prop] = value;
   }
-  for (const id of details) if (byId(id)?.tagName === "DETAILS") byId(id).open = true;
+  for (const id of details) {
+    const el = byId(id);
+    if (el?.tagName === "DETAILS") el.open = true;
+  }
   for (const id of collapses) {
     byId(id)?.classList.add("show");
     for (const toggle of $$(`[data-bs-toggle="collapse"][href="#${CSS.escape(id)}"], [data-bs-target="#${CSS.escape(id)}"]`, root)) {
