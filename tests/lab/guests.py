@@ -178,6 +178,10 @@ class Guest:
         except FileNotFoundError:
             return ""
 
+    def serial_lines(self) -> list[str]:
+        """The whole lines of `serial_output`: the last piece may be a line the guest is still writing."""
+        return self.serial_output().split("\n")[:-1]
+
     def serial_tail(self, lines: int = 30) -> str:
         text = self.serial_output().rstrip("\n")
         if not text:
@@ -191,7 +195,7 @@ class Guest:
         """
         deadline = time.monotonic() + timeout
         while True:
-            for line in self.serial_output().split("\n"):
+            for line in self.serial_lines():
                 if line.startswith(MARKER):
                     return line.strip()
             if time.monotonic() > deadline:

@@ -138,7 +138,7 @@ class NicAddress:
 def nic_addresses(guest: Guest) -> dict[str, NicAddress]:
     """The latest address the guest printed for each of its NICs since its last start, by MAC."""
     found: dict[str, NicAddress] = {}
-    for line in guest.serial_output().split("\n"):
+    for line in guest.serial_lines():  # a line still being written would give "router=198.51.1"
         match = _NET_LINE.search(line)  # the shell's prompt may come first on the line
         if match is None:
             continue
